@@ -25,7 +25,7 @@ from rebench_environments.rl_qa.env import HERE, RLQA
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("cache", nargs="?", default=str(Path.home() / ".cache/rebench/rl_qa"))
-    p.add_argument("--judge", default="local/smollm2-135m")
+    p.add_argument("--judge", default=None, help="PROVIDER/MODEL; default: the environment's (for small, the judge prepare builds)")
     p.add_argument("--reference", default=None, help="flags for the reference rl_finetune.py; omit to skip it")
     args = p.parse_args()
     env = RLQA(judge=args.judge)

@@ -83,7 +83,8 @@ class Environment:
     # False for environments scored only at the end (the agent then has no score tool).
     intermediate_scoring: ClassVar[bool] = True
     # Set to an EndpointSpec when code the agent writes calls a model: the harness then serves a
-    # metered OpenAI-compatible endpoint for the run and sets `self.endpoint` before `setup`.
+    # metered OpenAI-compatible endpoint for the run and sets `self.endpoint` before `setup`. The
+    # harness reads it after `prepare`, so a property may name a model that prepare built.
     model_endpoint: ClassVar[Any] = None
     # Seconds an official score may take before it is recorded as invalid (NaN, timeout).
     score_timeout_s: ClassVar[float] = 600.0

@@ -86,14 +86,21 @@ def summarize(events: list[dict[str, Any]]) -> dict[str, Any]:
     usage = {k: 0 for k in ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
                             "reasoning_tokens", "calls")}
     cost = 0.0
+    others: dict[str, dict[str, Any]] = {}  # the endpoint's and the judge's calls, apart from the agent's
     score_log: list[dict[str, Any]] = []
     score_calls = 0
     for e in events:
         kind = e["type"]
-        if kind == "model_call" and e.get("purpose", "agent") == "agent":
+        if kind == "model_call":
+            purpose = e.get("purpose", "agent")
+            if purpose == "agent":
+                totals = usage
+                cost += float(e.get("cost_usd") or 0.0)
+            else:
+                totals = others.setdefault(purpose, {k: 0 for k in usage} | {"cost_usd": 0.0})
+                totals["cost_usd"] = round(totals["cost_usd"] + float(e.get("cost_usd") or 0.0), 6)
             for k in usage:
-                usage[k] += int(e.get("usage", {}).get(k, 0))
-            cost += float(e.get("cost_usd") or 0.0)
+                totals[k] += int(e.get("usage", {}).get(k, 0))
         elif kind == "score":
             score_log.append({k: e.get(k) for k in ("elapsed_s", "raw", "normalized", "valid", "message")}
                              | {"trigger": e.get("trigger")})
@@ -127,6 +134,8 @@ def summarize(events: list[dict[str, Any]]) -> dict[str, Any]:
         "time": times,
         "started_at": start["ts"], "ended_at": last["ts"],
     }
+    if others:
+        summary["usage_by_purpose"] = others
     if resumes:
         summary["resumed"] = resumes
     if error:

@@ -479,6 +479,10 @@ class Run:
         self.emit("score", trigger=trigger, raw=entry.raw, valid=entry.valid,
                   normalized=None if math.isnan(normalized) else normalized, message=entry.message,
                   details=entry.details, duration_s=round(duration, 3))
+        if entry.judge is not None:
+            self.ledger.record(entry.judge.usage, entry.judge.cost_usd, purpose="judge")
+            self.emit("model_call", purpose="judge", trigger=trigger, model=entry.judge.model,
+                      usage=entry.judge.usage.to_dict(), cost_usd=entry.judge.cost_usd)
         result = ScoreResult(score=entry.raw if (visible and entry.valid) else None, valid=entry.valid,
                              message=message, elapsed_s=entry.elapsed_s,
                              execution={"duration_s": round(duration, 3)})

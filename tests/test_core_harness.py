@@ -316,6 +316,44 @@ def test_the_harness_serves_an_environments_metered_endpoint(tmp_path, script):
     calls = [e for e in read_events(tmp_path / "run") if e["type"] == "model_call"]
     assert [c["purpose"] for c in calls] == ["endpoint"] and calls[0]["usage"]["input_tokens"] == 7
     assert summary["usage"]["calls"] == 0 and summary["cost_usd"] == 0  # the agent's own ledger is apart
+    assert summary["usage_by_purpose"]["endpoint"]["calls"] == 1
+    assert summary["usage_by_purpose"]["endpoint"]["cost_usd"] == pytest.approx(10 / 1e6)
+
+
+def test_a_scorers_judge_is_booked_apart_from_the_agents_limits(tmp_path, script):
+    """A scorer reports its judge's spend in ScoreEntry.judge: the harness logs it as a model_call
+    under purpose "judge" and keeps it out of the agent's token and dollar limits."""
+    import types
+
+    from rebench_core import hookimpl
+    from rebench_core.registry import load_plugins
+    from rebench_core.types import ModelSpend, ScoreEntry, Usage
+    from rebench_example.environment import GuessNumber
+
+    class Judged(GuessNumber):
+        name = "judged"
+
+        def score(self, workspace, protected_dir, size):
+            entry = super().score(workspace, protected_dir, size)
+            entry.judge = ModelSpend("scripted/judge", Usage(input_tokens=5000, output_tokens=10, calls=4), 0.25)
+            return entry
+
+    plugin = types.ModuleType("p")
+    plugin.rebench_register_environments = hookimpl(lambda register: register("judged", Judged))
+    import core_test_plugin
+
+    registry = load_plugins(extra_plugins=[("core-tests", core_test_plugin), ("judged", plugin)])
+    summary = go(registry, tmp_path, script([], price={"input": 1.0, "output": 1.0}), env="judged",
+                 commands=["echo 737 > answer.txt"], score_each=True,
+                 limits=Limits(time_s=60, tokens=100, cost_usd=0.01))
+    assert summary["status"] == "submitted"  # 15,000 judge tokens and $0.75 did not touch the agent's limits
+    assert [s["trigger"] for s in summary["score_log"]] == ["initial", "agent", "final"]
+    judge = summary["usage_by_purpose"]["judge"]
+    assert (judge["calls"], judge["input_tokens"], judge["cost_usd"]) == (12, 15000, 0.75)
+    calls = [e for e in read_events(tmp_path / "run") if e["type"] == "model_call"]
+    assert [(c["purpose"], c["trigger"], c["model"]) for c in calls] == [
+        ("judge", t, "scripted/judge") for t in ("initial", "agent", "final")]
+    assert summary["usage"]["calls"] == 0 and summary["cost_usd"] == 0
 
 
 def test_a_relative_out_directory_works(registry, tmp_path, script, monkeypatch):

@@ -417,3 +417,48 @@ def test_converted_cache_matches_the_gguf(tmp_path):
     assert tok2.encode(text) == ids and tok2.chat_template == tok.chat_template
     with torch.inference_mode():
         assert torch.equal(model2(torch.tensor([ids])).logits, expected)
+
+
+# -- a save_pretrained folder as a local model ------------------------------------------------------
+
+def test_a_folder_without_a_model_is_refused_clearly(tmp_path):
+    from rebench_plugins.local_backend.models import LocalModelError, get_spec
+
+    with pytest.raises(LocalModelError, match=r"has no config.json.*save_pretrained"):
+        get_spec(str(tmp_path))
+    with pytest.raises(LocalModelError, match=r"or local/<path>"):
+        get_spec("no-such-model")
+
+
+@needs_torch
+async def test_a_folder_whose_tokenizer_has_no_chat_template_is_refused(tmp_path):
+    from rebench_environments.finetune_common.tiny import TinyArch, new_model, save_model_dir, train_tokenizer
+    from rebench_plugins.local_backend.backend import LocalBackend
+    from rebench_plugins.local_backend.models import LocalModelError
+
+    arch = TinyArch(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, vocab_size=300)
+    train_tokenizer(["def f(x): return x"] * 20, arch.vocab_size, tmp_path / "tok")
+    save_model_dir(new_model(arch, 0, 0), tmp_path / "tok", tmp_path / "model")
+    backend = LocalBackend(model=str(tmp_path / "model"))
+    with pytest.raises(LocalModelError, match="no chat template"):
+        backend.count_tokens([Message("user", "hi")])
+
+
+@pytest.mark.slow
+@needs_weights
+async def test_a_save_pretrained_folder_serves_like_the_catalogued_model(backend, tmp_path):
+    """`local/<folder>` loads any save_pretrained folder: here a copy of SmolLM2 saved by transformers,
+    which must answer exactly as the catalogued model (same weights, same greedy reply)."""
+    from rebench_core.registry import load_plugins
+    from rebench_plugins.local_backend.loader import load_model, save_converted
+
+    loaded = load_model(backend.spec)
+    save_converted(loaded.model, loaded.tokenizer, tmp_path / "copy")
+    registered, name = load_plugins().resolve_model(f"local/{tmp_path / 'copy'}")
+    folder_backend = registered.load()(model=name)
+    assert folder_backend.context_window == 8192
+    messages = [Message("user", "What is the capital of France?")]
+    expected = await backend.complete(messages, None, max_tokens=8)
+    got = await folder_backend.complete(messages, None, max_tokens=8)
+    assert got.text == expected.text and got.usage.output_tokens == expected.usage.output_tokens
+    assert folder_backend.count_tokens(messages) == backend.count_tokens(messages)

