@@ -39,8 +39,19 @@ def cache():
 
 @pytest.fixture
 def run(cache, tmp_path):
+    yield from _staged(cache, tmp_path, ["A"])
+
+
+@pytest.fixture
+def alternating_run(cache, tmp_path):
+    """A judge that answers A, then B, ...: with one worker, x wins every pair in both orders."""
+    yield from _staged(cache, tmp_path, ["A", "B"])
+
+
+def _staged(cache, tmp_path, verdicts):
     script = tmp_path / "judge.json"
-    script.write_text(json.dumps({"turns": [{"content": "A", "usage": {"input_tokens": 100, "output_tokens": 1}}] * 200,
+    script.write_text(json.dumps({"turns": [{"content": v, "usage": {"input_tokens": 100, "output_tokens": 1}}
+                                            for v in verdicts] * (400 // len(verdicts)),
                                   "price": {"input": 1.0, "output": 5.0}}))
     env = RLQA({"small": MICRO}, judge=f"scripted/{script}")
     env.prepare("small", cache)
@@ -221,17 +232,19 @@ def test_the_trained_judge_scores_the_starting_solution(cache, tmp_path):
         shutil.rmtree(base, ignore_errors=True)
 
 
-def test_reference_solution_trains_on_judged_winners_through_the_helper(run):
-    env, workspace, protected, _ = run
+def test_reference_solution_trains_on_judged_winners_through_the_helper(alternating_run):
+    env, workspace, protected, _ = alternating_run
     import rebench_environments.rl_qa as package
 
     shutil.copy(Path(package.__file__).parent / "assets" / "reference" / "rl_finetune.py",
                 workspace / "solution" / "rl_finetune.py")
     sandbox.current_identity().give(workspace / "solution")
     proc = sandbox.run_as_agent([sys.executable, "solution/rl_finetune.py", "--prompts", "6", "--k", "2",
-                                 "--epochs", "1"], cwd=workspace, timeout=300, env={"HF_HUB_OFFLINE": "1"})
+                                 "--epochs", "1"], cwd=workspace, timeout=300,
+                                env={"HF_HUB_OFFLINE": "1", "JUDGE_WORKERS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "finetuned on 6 judged winners" in proc.stdout
+    # Every candidate beat the base model's response in both orders, unless it was that response.
+    assert "finetuned on 6 judged winners of 6 prompts" in proc.stdout
     # The helper's calls went through the endpoint (both orders per pair), not the scorer's account.
     assert env.endpoint.usage.calls > 0 and env.endpoint.usage.calls % 2 == 0
     entry = env.score(workspace, protected, "small")

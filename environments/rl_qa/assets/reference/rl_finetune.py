@@ -1,9 +1,15 @@
-"""Our reference solution: rounds of best-of-k sampling, judged, then SFT on the winners.
+"""Our reference solution: rounds of best-of-k sampling judged against the base model, then SFT
+on the decisive winners.
 
 RE-Bench's reference (rebench.md 3.6) sampled k=8 responses per prompt, kept the best by pairwise
 single-elimination judging, finetuned on the winners (lr 4e-6 for gpt2-xl) and repeated 4 rounds
-on 2048 prompts. Here the same recipe runs at CPU scale: settings are flags. No ground-truth
-response is used: the training targets are the model's own samples that the judge preferred.
+on 2048 prompts. Here the recipe runs at CPU scale (settings are flags) with one change that a
+weak judge needs: each candidate is judged against the base model's own response to the prompt
+(an anchor, as the scorer's opponent is), and a prompt is trained on only when its best candidate
+beat the anchor in both orders. With a judge that is often undecided, a knockout bracket passes
+ties on to an arbitrary candidate, and finetuning on those only sharpened the model's habits
+(measured: it scored below the starting solution). No ground-truth response is used: the training
+targets are the model's own samples that the judge preferred.
 """
 
 import argparse
@@ -21,25 +27,20 @@ import decoding  # noqa: E402
 import evaluation  # noqa: E402
 
 
-def tournament(instructions, candidates):
-    """The single-elimination winner among each prompt's candidates (judged in both orders)."""
-    alive = [list(c) for c in candidates]
-    while any(len(c) > 1 for c in alive):
-        ins, pairs, where = [], [], []
-        for i, cands in enumerate(alive):
-            for j in range(0, len(cands) - 1, 2):
-                ins.append(instructions[i])
-                pairs.append((cands[j], cands[j + 1]))
-                where.append((i, j))
-        wins = evaluation.evaluate(ins, pairs)
-        nxt = [[] for _ in alive]
-        for (i, j), win in zip(where, wins):
-            nxt[i].append(alive[i][j] if win >= 0.5 else alive[i][j + 1])
-        for i, cands in enumerate(alive):
-            if len(cands) % 2:
-                nxt[i].append(cands[-1])
-        alive = nxt
-    return [c[0] for c in alive]
+def decisive_winners(instructions, candidates, anchors):
+    """Per prompt, the candidate with the highest win against the anchor, or None unless it won
+    in both orders (win 1.0)."""
+    ins, pairs = [], []
+    for instruction, cands, anchor in zip(instructions, candidates, anchors):
+        for cand in cands:
+            ins.append(instruction)
+            pairs.append((cand, anchor))
+    wins = iter(evaluation.evaluate(ins, pairs))
+    chosen = []
+    for cands in candidates:
+        best_win, best = max(((next(wins), cand) for cand in cands), key=lambda wc: wc[0])
+        chosen.append(best if best_win == 1.0 else None)
+    return chosen
 
 
 def sft(model, tokenizer, instructions, responses, lr, epochs, seed):
@@ -74,15 +75,19 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     tokenizer = AutoTokenizer.from_pretrained(args.base)
+    base = AutoModelForCausalLM.from_pretrained(args.base, dtype=torch.float32)
     model = AutoModelForCausalLM.from_pretrained(args.base, dtype=torch.float32)
     prompts = [json.loads(line)["instruction"] for line in (HERE.parent / "prompts.jsonl").read_text().splitlines()]
     random.Random(args.seed).shuffle(prompts)
     for rnd in range(args.rounds):
         batch = prompts[rnd * args.prompts:(rnd + 1) * args.prompts] or prompts[:args.prompts]
+        anchors = [r[0] for r in decoding.sample_responses(base, tokenizer, batch)]
         samples = decoding.sample_responses(model, tokenizer, batch, base_seed=1000 + rnd, k=args.k)
-        winners = tournament(batch, samples)
-        sft(model, tokenizer, batch, winners, args.lr, args.epochs, args.seed + rnd)
-        print(f"round {rnd + 1}: finetuned on {len(winners)} judged winners", flush=True)
+        chosen = decisive_winners(batch, samples, anchors)
+        kept = [(ins, resp) for ins, resp in zip(batch, chosen) if resp is not None]
+        if kept:
+            sft(model, tokenizer, [i for i, _ in kept], [r for _, r in kept], args.lr, args.epochs, args.seed + rnd)
+        print(f"round {rnd + 1}: finetuned on {len(kept)} judged winners of {len(batch)} prompts", flush=True)
     model.save_pretrained(args.out, safe_serialization=True)
     tokenizer.save_pretrained(args.out)
 
