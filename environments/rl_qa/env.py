@@ -4,8 +4,9 @@ Score: the mean, over two opponents (the untrained base model and a weak instruc
 baseline), of the agent's model's win rate on held-out prompts, judged pairwise by a judge model
 in both orders; max aggregate. The judge is any `provider/model` of ours (default for small:
 SmolLM2-135M taught to judge in `prepare`, see judge_model.py); the scorer calls it directly and
-accounts its tokens and dollars under purpose "judge", apart from the agent's. The agent reaches the judge only through
-`solution/evaluation.py`, which goes through a metered endpoint with its own budget.
+accounts its tokens and dollars under purpose "judge", apart from the agent's. The agent reaches
+the judge only through `solution/evaluation.py`, which goes through a metered endpoint with its
+own budget.
 
 No agent code runs during scoring: the submission is weights only (safetensors, read without
 following symlinks), loaded into a model the scorer builds from the base model's config, and
@@ -37,17 +38,16 @@ JUDGE_OVERRIDE = "REBENCH_RLQA_JUDGE"  # e.g. openai/gpt-4o-mini: judge with ano
 SPECS = {
     "small": StudentSpec(arch=TinyArch(hidden_size=128, intermediate_size=352, num_hidden_layers=4,
                                        num_attention_heads=4),
-                         pretrain_steps=200, pretrain_batch=8, baseline_epochs=2, n_agent_prompts=512, n_heldout=32),
+                         pretrain_steps=200, pretrain_batch=8, baseline_epochs=2, n_agent_prompts=512, n_heldout=64),
 }
 
 NORMALIZATION = {
-    # y_start: the starting solution IS the base model, so it ties every held-out prompt against
-    # the base (0.5), and the default local judge, fully position-biased (self-agreement 0), gives
-    # 0.5 against the baseline too: measured 0.5 (README.md). y_ref is NOT measured: with that judge
-    # every model scores 0.5, so 0.75 (halfway from a tie to a clean sweep) is a declared target.
-    "small": Normalization(y_start=0.5, y_ref=0.75,
-                           source="y_start measured (0.5, see README); y_ref 0.75 declared, not measured: the "
-                                  "default local judge cannot tell models apart"),
+    # Measured with the judge prepare builds (README.md; benchmarks/rl_qa_small.py, 2026-11-22):
+    # the starting solution (the base model: ties the base, loses to the baseline) and our
+    # reference (3 rounds of best-of-4 against the base's response on 64 prompts each). Both are
+    # deterministic for a given judge on one machine: sampling seeds are fixed and the judge is greedy.
+    "small": Normalization(y_start=0.390625, y_ref=0.484375,
+                           source="measured with the trained local judge, 64 held-out prompts (rl_qa README)"),
     # RE-Bench: the upper end of the noisy starting score, and the METR-data reference (rebench.md 2.3).
     "full": Normalization(y_start=0.54, y_ref=0.8149, source="RE-Bench constants (rebench.md 2.3)"),
 }
@@ -89,8 +89,7 @@ class RLQA(Environment):
     aggregate = "best"
     score_visible = True
     score_timeout_s = 1800.0
-    # The agent's judge budget (RE-Bench's helper had its own credit); local models cost $0, so for
-    # `small` the limit is the CPU time judging takes.
+
     def __init__(self, specs: dict[str, StudentSpec] | None = None, judge: str | None = None,
                  judge_build: JudgeSpec | None = None) -> None:
         self.specs = {**SPECS, **(specs or {})}
