@@ -10,11 +10,11 @@ from .environment import Environment, Normalization, Resources
 from .hookspecs import hookimpl, hookspec
 from .prices import PriceRow
 from .scaffold import AgentTask, Scaffold
-from .types import (Completion, ExecResult, Message, ScoreEntry, ScoreResult, ToolCall, ToolSpec, Usage,
-                    UsageSnapshot)
+from .types import (Completion, ExecResult, Message, ModelSpend, ScoreEntry, ScoreResult, ToolCall, ToolSpec,
+                    Usage, UsageSnapshot)
 
 __all__ = [
     "AgentTask", "Completion", "Environment", "ExecResult", "Message", "ModelAPIError", "ModelBackend",
-    "Normalization", "PriceRow", "Resources", "Scaffold", "ScoreEntry", "ScoreResult", "ToolCall", "ToolSpec",
-    "Usage", "UsageSnapshot", "hookimpl", "hookspec",
+    "ModelSpend", "Normalization", "PriceRow", "Resources", "Scaffold", "ScoreEntry", "ScoreResult", "ToolCall",
+    "ToolSpec", "Usage", "UsageSnapshot", "hookimpl", "hookspec",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -43,11 +44,17 @@ async def test_bash_exit_code_and_stderr_interleaved(sandbox):
 
 async def test_bash_timeout_kills_the_process_group(sandbox):
     started = time.monotonic()
-    result = await sandbox.bash("sleep 300 & sleep 300; echo never", 1)
+    seconds = _unique_seconds()
+    result = await sandbox.bash(f"sleep {seconds} & sleep {seconds}; echo never", 1)
     assert result.timed_out and result.exit_code is None
     assert time.monotonic() - started < 5
     assert "never" not in result.output and "timed out" in result.output
-    assert _gone(["sleep", "300"])
+    assert _gone(["sleep", seconds])
+
+
+def _unique_seconds() -> str:
+    """A sleep duration no other process on this shared machine is likely to be running."""
+    return f"{random.randint(300, 900)}.{random.randint(0, 10**6)}"
 
 
 def _gone(cmdline: list[str], within_s: float = 5.0) -> bool:
@@ -102,11 +109,12 @@ async def test_python_subprocess_output_is_captured(sandbox):
 
 
 async def test_close_kills_daemons_that_left_their_session(sandbox):
-    await sandbox.bash("setsid sleep 777 < /dev/null > /dev/null 2>&1 & echo ok", 10)
+    seconds = _unique_seconds()
+    await sandbox.bash(f"setsid sleep {seconds} < /dev/null > /dev/null 2>&1 & echo ok", 10)
     time.sleep(0.3)
-    assert [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "777"]]
+    assert [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", seconds]]
     await sandbox.close()
-    assert _gone(["sleep", "777"])
+    assert _gone(["sleep", seconds])
 
 
 async def test_harness_secrets_do_not_reach_agent_commands(sandbox, monkeypatch):

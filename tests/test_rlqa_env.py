@@ -98,7 +98,8 @@ def test_starting_solution_scores_with_the_judge_accounted_apart(run):
     calls = judge["usage"]["calls"]
     assert judge["cost_usd"] == pytest.approx(calls * (100 * 1.0 + 1 * 5.0) / 1e6)
     # The same spend goes to the harness, which books it under purpose "judge".
-    assert (entry.judge.model, entry.judge.usage.calls, entry.judge.cost_usd) == (judge["model"], calls, judge["cost_usd"])
+    spend = entry.judge
+    assert (spend.model, spend.usage.calls, spend.cost_usd) == (judge["model"], calls, judge["cost_usd"])
     assert entry.details["judge_self_agreement"] == 0.0  # a fully position-biased judge never agrees with itself
     events = [json.loads(line) for line in (protected / "judge_calls.jsonl").read_text().splitlines()]
     assert len(events) == calls and {e["purpose"] for e in events} == {"judge"}
@@ -193,16 +194,16 @@ def test_prepare_teaches_the_local_model_to_judge(cache):
     changed = (head != embeddings).any(dim=1).nonzero().flatten().tolist()
     assert changed == sorted([a, b]) and torch.allclose(head[a] + head[b], 2 * embeddings[a], atol=1e-5)
     probe = head[a] - head[b]
-    pairs = [Pair("What is `os.path.join` for?", "Join two or more pathname components.", "the the the the", True, "x"),
-             Pair("What is `os.path.join` for?", "the the the the", "Join two or more pathname components.", False, "x")]
+    instruction, good, bad = "What is `os.path.join` for?", "Join two or more pathname components.", "the the the"
+    pairs = [Pair(instruction, good, bad, True, "x"), Pair(instruction, bad, good, False, "x")]
     states = answer_states(shipped.model, tok, pairs, batch_size=2)
     from rebench_core.registry import load_plugins
 
     registered, name = load_plugins().resolve_model(env.judge_model("small"))
     backend = registered.load()(model=name)
     for pair, state in zip(pairs, states):
-        reply = asyncio.run(backend.generate([Message.coerce(m) for m in judging.messages(pair.instruction, pair.a, pair.b)],
-                                             max_tokens=judging.MAX_TOKENS, temperature=0.0))
+        messages = [Message.coerce(m) for m in judging.messages(pair.instruction, pair.a, pair.b)]
+        reply = asyncio.run(backend.generate(messages, max_tokens=judging.MAX_TOKENS, temperature=0.0))
         assert judging.parse_verdict(reply.text) == ("A" if float(state @ probe) > 0 else "B")
 
 
@@ -239,8 +240,8 @@ def test_reference_solution_trains_on_judged_winners_through_the_helper(alternat
     shutil.copy(Path(package.__file__).parent / "assets" / "reference" / "rl_finetune.py",
                 workspace / "solution" / "rl_finetune.py")
     sandbox.current_identity().give(workspace / "solution")
-    proc = sandbox.run_as_agent([sys.executable, "solution/rl_finetune.py", "--prompts", "6", "--k", "2",
-                                 "--epochs", "1"], cwd=workspace, timeout=300,
+    flags = ["--prompts", "6", "--k", "2", "--rounds", "1", "--epochs", "1"]
+    proc = sandbox.run_as_agent([sys.executable, "solution/rl_finetune.py", *flags], cwd=workspace, timeout=300,
                                 env={"HF_HUB_OFFLINE": "1", "JUDGE_WORKERS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     # Every candidate beat the base model's response in both orders, unless it was that response.

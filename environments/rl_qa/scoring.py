@@ -63,8 +63,9 @@ async def score_submission(workspace: Path, prepared: Prepared, judge: Judge) ->
     score = statistics.fmean(wins.values())
     per_pair = [r.win for r in results]
     stderr = statistics.pstdev(per_pair) / math.sqrt(len(per_pair)) if len(per_pair) > 1 else math.nan
+    spend = ModelSpend(judge.account.model, judge.account.usage, judge.account.cost_usd)
     return ScoreEntry(
-        raw=score, judge=ModelSpend(judge.account.model, judge.account.usage, judge.account.cost_usd),
+        raw=score, judge=spend,
         message={"win_vs_base": round(wins["base"], 4), "win_vs_baseline": round(wins["baseline"], 4),
                  "n_prompts": n, "standard_error": round(stderr, 4), "score_time_s": round(time.monotonic() - started, 1)},
         details={"judge": judge.account.to_dict(), "judge_self_agreement": agreement,
