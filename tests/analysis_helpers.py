@@ -11,8 +11,9 @@ def write_run_dir(root: Path, name: str, *, environment: str = "triton_cumsum", 
                   model: str = "openai/gpt-4o", size: str = "small", time_limit_s: float = 1800.0,
                   status: str = "time_limit", log: list[tuple[float, float | None]] = (),
                   final: float | None = None, cost_usd: float = 1.5, tokens: tuple[int, int] = (10_000, 500),
-                  counted_s: float | None = None, summary: bool = True) -> Path:
-    """A run directory whose score log has (elapsed_s, normalized) entries (None = invalid entry)."""
+                  counted_s: float | None = None, summary: bool = True, endpoint_cost_usd: float | None = None) -> Path:
+    """A run directory whose score log has (elapsed_s, normalized) entries (None = invalid entry);
+    `endpoint_cost_usd` adds a metered endpoint's call (a ledger apart from the agent's)."""
     run = root / name
     (run / "workspace").mkdir(parents=True)
     config = {"environment": environment, "size": size, "variant": "main", "scaffold": {"name": scaffold},
@@ -30,6 +31,9 @@ def write_run_dir(root: Path, name: str, *, environment: str = "triton_cumsum", 
                        "normalized": v, "message": {}})
     events.append({"ts": 1.0, "elapsed_s": 1.0, "type": "model_call", "purpose": "agent", "cost_usd": cost_usd,
                    "usage": {"input_tokens": tokens[0], "output_tokens": tokens[1], "calls": 1}})
+    if endpoint_cost_usd is not None:
+        events.append({"ts": 1.5, "elapsed_s": 1.5, "type": "model_call", "purpose": "endpoint",
+                       "cost_usd": endpoint_cost_usd, "usage": {"input_tokens": 40, "output_tokens": 4, "calls": 1}})
     with (run / "events.jsonl").open("w") as fh:
         for event in events:
             fh.write(json.dumps(event) + "\n")
@@ -45,6 +49,9 @@ def write_run_dir(root: Path, name: str, *, environment: str = "triton_cumsum", 
                           "output_tokens": tokens[1], "reasoning_tokens": 0, "calls": 3},
                 "cost_usd": cost_usd, "time": {"wall_s": counted + 5, "paused_s": 5, "counted_s": counted},
                 "started_at": "2026-11-22T10:00:00Z", "ended_at": "2026-11-22T10:30:00Z"}
+        if endpoint_cost_usd is not None:
+            data["usage_by_purpose"] = {"endpoint": {"input_tokens": 40, "output_tokens": 4, "calls": 1,
+                                                     "cost_usd": endpoint_cost_usd}}
         (run / "summary.json").write_text(json.dumps(data))
     return run
 

@@ -24,6 +24,23 @@ def test_run_dir_summary_fields(tmp_path):
     assert rec.score_calls == 4 and rec.aggregate == "best"
 
 
+def test_other_ledgers_are_loaded_apart_and_reported_per_run(tmp_path):
+    """A metered endpoint's (or a judge's) dollars stay out of the agent's cost, in their own column."""
+    from rebench_core.analysis.report import ReportOptions, build_report
+
+    with_endpoint = [load_run_dir(write_run_dir(tmp_path, name, log=[(10.0, 0.5)], cost_usd=1.0,
+                                                endpoint_cost_usd=0.25, summary=summary))
+                     for name, summary in (("a", True), ("b", False))]
+    assert [(r.cost_usd, r.other_cost_usd) for r in with_endpoint] == [(1.0, 0.25), (1.0, 0.25)]
+    plain = load_run_dir(write_run_dir(tmp_path, "c", log=[(10.0, 0.5)], cost_usd=1.0))
+    assert plain.other_cost_usd is None
+    tables = build_report([with_endpoint[0], plain], ReportOptions(n_bootstrap=10)).tables
+    table = next(t for t in tables if "$ other/run" in t.columns and "scaffold" in t.columns)
+    row = next(r for r in table.rows if r[table.columns.index("scaffold")] == "modular")
+    assert row[table.columns.index("$/run")] == pytest.approx(1.0)
+    assert row[table.columns.index("$ other/run")] == pytest.approx(0.125)  # 0.25 and 0 over two runs
+
+
 def test_run_without_valid_score_counts_as_zero_and_errors_are_left_out(tmp_path):
     no_score = load_run_dir(write_run_dir(tmp_path, "a", log=[(10.0, None)]))
     assert not no_score.valid and no_score.analysis_score == 0.0

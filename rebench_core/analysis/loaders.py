@@ -137,6 +137,8 @@ def _record_from_summary(path: Path, summary: dict[str, Any], config: dict[str, 
         output_tokens=int(usage.get("output_tokens") or 0) if usage else None,
         total_tokens=total,
         cost_usd=_float(summary["cost_usd"]) if summary.get("cost_usd") is not None else None,
+        other_cost_usd=(sum(float(u.get("cost_usd") or 0.0) for u in summary["usage_by_purpose"].values())
+                        if summary.get("usage_by_purpose") else None),
         counted_s=counted if math.isfinite(counted) else None,
         wall_s=wall if math.isfinite(wall) else None,
         path=str(path),

@@ -49,6 +49,7 @@ class RunRecord:
     output_tokens: int | None = None
     total_tokens: int | None = None
     cost_usd: float | None = None
+    other_cost_usd: float | None = None  # the run's other ledgers (a metered endpoint, a judge): not the agent's
     counted_s: float | None = None
     wall_s: float | None = None
     path: str | None = None

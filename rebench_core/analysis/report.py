@@ -63,6 +63,7 @@ def _group_stats(runs: Sequence[RunRecord]) -> dict[str, Any]:
     valid = [r.final_normalized for r in runs if r.valid]
     tokens = [r.total_tokens for r in runs if r.total_tokens is not None]
     dollars = [r.cost_usd for r in runs if r.cost_usd is not None]
+    other_dollars = [r.other_cost_usd or 0.0 for r in runs if not r.is_human]
     counted = [r.counted_s for r in runs if r.counted_s is not None]
     rate_runs = [r for r in runs if r.score_calls is not None and r.counted_s]
     calls_per_hour = (sum(r.score_calls for r in rate_runs) / (sum(r.counted_s for r in rate_runs) / HOUR)
@@ -71,15 +72,18 @@ def _group_stats(runs: Sequence[RunRecord]) -> dict[str, Any]:
         "runs": len(runs), "valid_runs": len(valid),
         "mean_score": _mean(valid), "best_score": max(valid) if valid else None,
         "tokens_per_run": _mean(tokens), "dollars_total": sum(dollars) if dollars else None,
-        "dollars_per_run": _mean(dollars), "counted_h_total": sum(counted) / HOUR if counted else None,
+        "dollars_per_run": _mean(dollars),
+        "other_dollars_per_run": _mean(other_dollars) if any(other_dollars) else None,
+        "counted_h_total": sum(counted) / HOUR if counted else None,
         "score_calls_per_hour": calls_per_hour,
     }
 
 
+# "$ other/run": a metered endpoint's and a judge's dollars, kept out of the agent's "$/run".
 _STAT_COLUMNS = ["runs", "valid runs", "mean score", "best score", "tokens/run", "$ total", "$/run",
-                 "counted h", "score calls/h"]
+                 "$ other/run", "counted h", "score calls/h"]
 _STAT_KEYS = ["runs", "valid_runs", "mean_score", "best_score", "tokens_per_run", "dollars_total",
-              "dollars_per_run", "counted_h_total", "score_calls_per_hour"]
+              "dollars_per_run", "other_dollars_per_run", "counted_h_total", "score_calls_per_hour"]
 
 
 def _task_scores(runs: Sequence[RunRecord]) -> list[TaskScores]:
@@ -369,7 +373,8 @@ def _clean(value: Any) -> Any:
 
 
 # Columns whose numbers read better in another precision than the 3 decimals of scores.
-_COLUMN_FORMATS = {"tokens/run": "{:,.0f}", "$ total": "${:,.2f}", "$/run": "${:,.2f}", "dollars": "${:,.2f}",
+_COLUMN_FORMATS = {"tokens/run": "{:,.0f}", "$ total": "${:,.2f}", "$/run": "${:,.2f}", "$ other/run": "${:,.2f}",
+                   "dollars": "${:,.2f}",
                    "counted h": "{:,.2f}", "score calls/h": "{:.1f}", "human percentile": "{:.1f}"}
 
 
