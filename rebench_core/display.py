@@ -20,6 +20,7 @@ class RunState:
         self.elapsed = 0.0
         self.tokens = 0
         self.cost = 0.0
+        self.other_cost = 0.0  # a metered endpoint's and a judge's dollars: not the agent's
         self.score_calls = 0
         self.best: float | None = None
         self.best_normalized: float | None = None
@@ -38,6 +39,9 @@ class RunState:
             return f"run started: {self.title}"
         if kind == "phase":
             self.last_action = event["phase"]
+            return None
+        if kind == "model_call" and event.get("purpose", "agent") != "agent":
+            self.other_cost += event.get("cost_usd") or 0.0
             return None
         if kind == "model_call":
             usage = event.get("usage", {})
@@ -114,8 +118,9 @@ class LiveDisplay:
         best = "—" if s.best is None else f"{s.best:.4g}" + (
             f" (normalised {s.best_normalized:.3f})" if s.best_normalized is not None else "")
         for label, value in (("run", s.title), ("time", f"{s.elapsed:.1f}s{limit}"), ("tokens", f"{s.tokens:,}"),
-                             ("dollars", f"${s.cost:.4f}"), ("score calls", str(s.score_calls)), ("best score", best),
-                             ("last action", s.last_action)):
+                             ("dollars", f"${s.cost:.4f}" + (f" (endpoint and judge: ${s.other_cost:.4f})"
+                                                             if s.other_cost else "")),
+                             ("score calls", str(s.score_calls)), ("best score", best), ("last action", s.last_action)):
             table.add_row(f"[bold]{label}[/]", value)
         return table
 
