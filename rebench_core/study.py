@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .display import StudyBoard
 from .harness import count_gpus
 from .registry import Registry
 
@@ -126,49 +127,45 @@ def run_study(spec: StudySpec, root: Path, concurrency: int, registry: Registry,
 
 async def _run_all(spec: StudySpec, root: Path, concurrency: int, gpus_needed: dict, json_output: bool) -> int:
     jobs = spec.jobs(root)
-    todo = [j for j in jobs if not (j.run_dir / "summary.json").exists()]
-    progress = {"done": len(jobs) - len(todo), "running": 0, "failed": 0, "dollars": 0.0}
-    best: dict[str, float] = {}
+    board = StudyBoard([_cell(j, root) for j in jobs])
+    todo = []
+    for job in jobs:
+        summary_file = job.run_dir / "summary.json"
+        if summary_file.exists():
+            board.finished(_cell(job, root), job.label, json.loads(summary_file.read_text()), running=False,
+                           quiet=True)
+        else:
+            todo.append(job)
     pool = GpuPool(count_gpus())
     slots = asyncio.Semaphore(concurrency)
     procs: set[asyncio.subprocess.Process] = set()
-    print(f"study {root}: {len(jobs)} runs, {progress['done']} already done, {len(todo)} to run", file=sys.stderr)
+    print(f"study {root}: {len(jobs)} runs, {len(jobs) - len(todo)} already done, {len(todo)} to run", file=sys.stderr)
 
     async def one(job: Job) -> None:
         async with slots:
             gpus = await pool.take(gpus_needed[(job.env, job.size)])
-            progress["running"] += 1
+            board.started(_cell(job, root))
+            summary = None
             try:
                 summary = await _run_job(job, spec, gpus, root, procs)
             finally:
-                progress["running"] -= 1
+                board.finished(_cell(job, root), job.label, summary)
                 await pool.give(gpus)
-            progress["done"] += 1
-            if summary is None or summary.get("status") == "error":
-                progress["failed"] += 1
-            else:
-                progress["dollars"] += summary.get("cost_usd") or 0.0
-                score = summary.get("final_normalized_score")
-                cell = str(job.run_dir.parent.relative_to(root))
-                if score is not None:
-                    best[cell] = max(best.get(cell, 0.0), score)
-            status = summary.get("status") if summary else "failed to start"
-            score = summary.get("final_normalized_score") if summary else None
-            print(f"[{progress['done']}/{len(jobs)} done, {progress['running']} running, {progress['failed']} failed, "
-                  f"${progress['dollars']:.2f}] {job.label}: {status}"
-                  + (f", normalised score {score:.3f}" if score is not None else ""), file=sys.stderr)
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: [p.send_signal(signal.SIGTERM) for p in procs if p.returncode is None])
-    await asyncio.gather(*(one(j) for j in todo))
-    for cell, score in sorted(best.items()):
-        print(f"best normalised score  {cell}: {score:.3f}", file=sys.stderr)
+    with board:
+        await asyncio.gather(*(one(j) for j in todo))
     if json_output:
-        print(json.dumps({"study": str(root), "runs": len(jobs), "failed": progress["failed"],
-                          "best_by_cell": best}, indent=2))
+        print(json.dumps({"study": str(root), "runs": len(jobs), "failed": board.totals["failed"],
+                          "best_by_cell": board.best_by_cell()}, indent=2))
     complete = all((j.run_dir / "summary.json").exists() for j in jobs)
-    return 0 if complete and progress["failed"] == 0 else 1
+    return 0 if complete and board.totals["failed"] == 0 else 1
+
+
+def _cell(job: Job, root: Path) -> str:
+    return str(job.run_dir.parent.relative_to(root))
 
 
 async def _run_job(job: Job, spec: StudySpec, gpus: list[int], root: Path,
