@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections import Counter
 from typing import Any, TextIO
 
 
@@ -140,10 +141,8 @@ class StudyBoard:
     table on a terminal, a line per finished run otherwise. Runs finished before a resume count too."""
 
     def __init__(self, cells: list[str], live: bool | None = None, stream: TextIO = sys.stderr) -> None:
-        self.rows = {cell: {"runs": 0, "done": 0, "running": 0, "failed": 0, "best": None, "dollars": 0.0}
-                     for cell in cells}
-        for cell in cells:
-            self.rows[cell]["runs"] += 1
+        self.rows = {cell: {"runs": runs, "done": 0, "running": 0, "failed": 0, "best": None, "dollars": 0.0}
+                     for cell, runs in Counter(cells).items()}
         self.stream = stream
         self.live_enabled = stream.isatty() if live is None else live
         self._live: Any = None

@@ -374,8 +374,8 @@ def _clean(value: Any) -> Any:
 
 # Columns whose numbers read better in another precision than the 3 decimals of scores.
 _COLUMN_FORMATS = {"tokens/run": "{:,.0f}", "$ total": "${:,.2f}", "$/run": "${:,.2f}", "$ other/run": "${:,.2f}",
-                   "dollars": "${:,.2f}",
-                   "counted h": "{:,.2f}", "score calls/h": "{:.1f}", "human percentile": "{:.1f}"}
+                   "dollars": "${:,.2f}", "counted h": "{:,.2f}", "score calls/h": "{:.1f}",
+                   "human percentile": "{:.1f}"}
 
 
 def format_value(column: str, value: Any) -> str:
