@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--calibrate", action="store_true",
                    help="prepare: also measure the starting and reference solutions on this machine "
                         "(environments that support it)")
-    args = p.parse_args(argv)
+    # Intermixed: `rebench-env setup NAME --size small DIR` (options before DIR) is the usual order.
+    args = p.parse_intermixed_args(argv)
     registry = registry_or_exit()
     try:
         env = registry.environment(args.name).load()()
