@@ -33,8 +33,8 @@ class FixSpec:
 
 
 SPECS = {
-    # Shapes an idle 2-core CPU should train in about a minute (both models; an estimate: 13 minutes
-    # were measured on the heavily shared development machine, docs/benchmarks/lm_envs.md).
+    # Shapes an idle 2-core CPU trains in seconds (both models with the corpus: 20.9 s measured idle,
+    # 13 minutes on the heavily shared development machine; docs/benchmarks/lm_envs.md).
     # c = 3.0: the corpus has a 4,096-token vocabulary and these models are undertrained, so losses
     # sit higher than RE-Bench's; 3.0 is below what the uncorrupted large model reaches (see README),
     # as 1.5 is below the 2.55 of RE-Bench's large model.
