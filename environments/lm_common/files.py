@@ -46,3 +46,12 @@ def default_cache_dir(env, name: str) -> Path:
     if remembered is not None:
         return remembered
     return Path(os.environ.get("REBENCH_CACHE", Path.home() / ".cache" / "rebench")) / name
+
+
+def remember_private_cache(env, cache_dir: Path) -> Path:
+    """Remember `prepare`'s cache directory (see default_cache_dir) and make it 0700: it holds what
+    only the scorer may read, whatever the permissions of its parent."""
+    env._cache_dir = Path(cache_dir)
+    env._cache_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(env._cache_dir, 0o700)
+    return env._cache_dir

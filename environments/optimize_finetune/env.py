@@ -25,7 +25,7 @@ from rebench_core.environment import Environment, Normalization, Resources
 from rebench_core.types import ScoreEntry
 
 from ..finetune_common.tiny import TinyArch
-from ..lm_common.files import default_cache_dir
+from ..lm_common.files import default_cache_dir, remember_private_cache
 from . import pipeline
 from .full import FULL, prepare_full, setup_full
 
@@ -113,10 +113,7 @@ class OptimizeFinetune(Environment):
         return Resources(cpus=2, memory_gb=4, disk_gb=0.5)
 
     def prepare(self, size: str, cache_dir: Path) -> None:
-        self._cache_dir = Path(cache_dir)
-        # The fresh-data pool and the scorer's references live here: only the scorer may read them.
-        self._cache_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self._cache_dir, 0o700)
+        remember_private_cache(self, cache_dir)  # the fresh-data pool and the scorer's references live here
         if size == "full":
             prepare_full(Path(cache_dir) / "full")
             return

@@ -28,7 +28,7 @@ from rebench_core.environment import Environment, Normalization, Resources
 from rebench_core.types import ScoreEntry
 
 from ..finetune_common.tiny import TinyArch
-from ..lm_common.files import default_cache_dir
+from ..lm_common.files import default_cache_dir, remember_private_cache
 from .judge_model import JudgeSpec, judge_dir
 from .student import Prepared, StudentSpec
 
@@ -123,10 +123,7 @@ class RLQA(Environment):
         return Resources(cpus=2, memory_gb=4, disk_gb=0.5)
 
     def prepare(self, size: str, cache_dir: Path) -> None:
-        self._cache_dir = Path(cache_dir)
-        # The held-out prompts live here: only the scorer may read them, whatever the cache's parent.
-        self._cache_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self._cache_dir, 0o700)
+        remember_private_cache(self, cache_dir)  # the held-out prompts and the judge live here
         if size == "full":
             from .full import prepare_full
             prepare_full(Path(cache_dir) / "full")
