@@ -33,38 +33,15 @@ from .environment import Environment, Normalization, Resources, final_score
 from .limits import Budget, LimitExceeded, Limits, RunClock, RunEnded
 from .prices import Ledger, PriceRow
 from .registry import Registry, load_plugins
-from .retry import RetryPolicy, call_with_retries
+from .retry import call_with_retries
+from .runconfig import RunConfig
 from .sandbox import (BASE_PATH, AgentIdentity, Sandbox, agent_can_reach, agent_python_problem, make_private,
                       using_identity)
 from .scaffold import AgentTask, Scaffold
 from .types import Completion, ExecResult, Message, ScoreEntry, ScoreResult, ToolSpec, Usage, UsageSnapshot
 
-DEFAULT_CACHE = Path(os.environ.get("REBENCH_CACHE", Path.home() / ".cache" / "rebench"))
-
-
 class ConfigError(ValueError):
     """The run cannot start as configured; raised before anything is written."""
-
-
-@dataclass
-class RunConfig:
-    environment: str
-    scaffold: str
-    model: str
-    size: str = "full"
-    variant: str = "main"
-    limits: Limits = field(default_factory=lambda: Limits(time_s=7200))
-    scaffold_settings: dict[str, Any] = field(default_factory=dict)
-    model_settings: dict[str, Any] = field(default_factory=dict)
-    out_dir: Path | None = None
-    seed: int | None = None
-    cache_dir: Path = DEFAULT_CACHE
-    existing: str = "refuse"  # "overwrite" replaces a run in out_dir; "resume" continues it
-    tool_timeout_s: float = 600.0
-    output_limit_chars: int = 100_000
-    grace_s: float = 30.0
-    endpoint_model: str | None = None  # the model behind an environment's metered endpoint
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
 @dataclass

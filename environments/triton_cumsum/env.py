@@ -215,9 +215,9 @@ class TritonCumsum(Environment):
         if self._cache_dir is not None:
             cache = self._cache_dir
         else:
-            from rebench_core.harness import DEFAULT_CACHE
+            from rebench_core.runconfig import default_cache_root
 
-            cache = Path(DEFAULT_CACHE) / self.name
+            cache = default_cache_root() / self.name
         path = cache / f"calibration-{size}.json"
         if not path.is_file():
             return None

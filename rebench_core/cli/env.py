@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ..events import dumps
-from ..harness import DEFAULT_CACHE
+from ..runconfig import default_cache_root
 from ..sandbox import AgentIdentity, using_identity
 from .common import fail, registry_or_exit
 
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
         fail(f"environment {args.name!r} has no variant {args.variant!r}; variants: {', '.join(env.variants)}")
 
     if args.action == "prepare":
-        cache = Path(args.dir) if args.dir else DEFAULT_CACHE / env.name
+        cache = Path(args.dir) if args.dir else default_cache_root() / env.name
         cache.mkdir(parents=True, exist_ok=True)
         env.prepare(args.size, cache)
         if args.calibrate:
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
                 workspace.mkdir(parents=True, exist_ok=True)
                 protected.mkdir(parents=True, exist_ok=True)
                 os.chmod(protected, 0o700)
-                cache = DEFAULT_CACHE / env.name
+                cache = default_cache_root() / env.name
                 cache.mkdir(parents=True, exist_ok=True)
                 env.prepare(args.size, cache)
                 instructions = env.setup(workspace, protected, args.size, args.variant)

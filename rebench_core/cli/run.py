@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 from ..display import make_display
-from ..harness import DEFAULT_CACHE, ConfigError, Run, RunConfig, plan_run
+from ..harness import ConfigError, Run, plan_run
+from ..runconfig import RunConfig, default_cache_root
 from ..limits import Limits, parse_duration
 from ..registry import Registry
 from .common import fail, load_errors_note, parse_settings, registry_or_exit
@@ -49,7 +50,10 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
     p.add_argument("--endpoint-model", help="the model behind the metered endpoint of environments whose "
                                             "agent-written code calls a model (rust_codecontests)")
     p.add_argument("--tool-timeout", default="10m", help="default timeout of one agent command (default 10m)")
-    p.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="where environments keep prepared assets")
+    p.add_argument("--cache-dir", help="where environments keep prepared assets (default $REBENCH_CACHE, "
+                                      "else ~/.cache/rebench)")
+    p.add_argument("--config", metavar="FILE", help="run exactly the run config in FILE (JSON, as a study writes "
+                                                    "it for each of its runs); other run flags are refused")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout, no live display")
     p.add_argument("--quiet", action="store_true", help="no live display")
     return p
@@ -91,6 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     note = load_errors_note(registry)
     if note:
         print(note, file=sys.stderr)
+    if args.config:
+        _run_config_file(parser, args, registry)
     if args.study:
         from ..study import StudySpec, run_study
 
@@ -130,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     config = RunConfig(environment=env_name, variant=variant or "main", scaffold=args.scaffold, model=args.model,
                        size=args.size, limits=limits, scaffold_settings=scaffold_settings,
                        model_settings=model_settings, out_dir=Path(args.out) if args.out else None, seed=seed,
-                       cache_dir=Path(args.cache_dir),
+                       cache_dir=Path(args.cache_dir) if args.cache_dir else default_cache_root(),
                        existing="resume" if args.resume else "overwrite" if args.overwrite else "refuse",
                        tool_timeout_s=tool_timeout, endpoint_model=args.endpoint_model)
     try:
@@ -142,6 +148,26 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(summary, indent=2))
     else:
         print(f"run directory: {plan.run_dir}", file=sys.stderr)
+    raise SystemExit(EXIT_BY_STATUS.get(summary["status"], 1))
+
+
+def _run_config_file(parser: argparse.ArgumentParser, args: argparse.Namespace, registry: Registry) -> None:
+    """A run whose config a study wrote: the file is the whole configuration."""
+    given = [f"--{k.replace('_', '-')}" for k, v in vars(args).items()
+             if k not in ("config", "json", "quiet") and v != parser.get_default(k)]
+    if given:
+        parser.error(f"--config FILE is the whole run configuration; drop {', '.join(given)}")
+    try:
+        config = RunConfig.load(Path(args.config))
+    except (OSError, ValueError, TypeError) as exc:
+        fail(f"--config {args.config}: {exc}")
+    try:
+        plan = plan_run(config, registry)
+    except ConfigError as exc:
+        fail(str(exc))
+    summary = asyncio.run(_execute(plan, registry, display=not (args.json or args.quiet)))
+    if args.json:
+        print(json.dumps(summary, indent=2))
     raise SystemExit(EXIT_BY_STATUS.get(summary["status"], 1))
 
 
