@@ -21,6 +21,7 @@ import abc
 from typing import Any, ClassVar, Literal
 
 from .prices import PriceRow
+from .settings import NoSettings, validate_settings
 from .types import Completion, Message, ToolSpec
 
 ToolMode = Literal["native", "text"]
@@ -43,13 +44,27 @@ class ModelAPIError(Exception):
 
 
 class ModelBackend(abc.ABC):
-    """One model of one provider. Constructed as `factory(model=..., **settings)`."""
+    """One model of one provider. Constructed as `factory(model=..., **settings)`.
+
+    Declare settings as fields of a nested `Settings(ModelBackend.Settings)` (pydantic): the base
+    constructor validates them (`--set model.KEY=VALUE`) into `self.settings`, and an unknown key
+    or a bad value is an error naming every key the backend takes.
+    """
 
     provider: ClassVar[str]
 
+    class Settings(NoSettings):
+        pass
+
     def __init__(self, model: str, **settings: Any) -> None:
         self.model = model
-        self.settings = settings
+        self.settings = validate_settings(self.Settings, settings, f"model backend {self.provider!r}")
+
+    @classmethod
+    def problems(cls, model: str) -> list[str]:
+        """What this machine lacks to run `model` (weights not installed, say), one line each with
+        the fix; checked before a run starts and by `rebench-doctor`. Default: nothing."""
+        return []
 
     # -- model facts ------------------------------------------------------------------------
     @property

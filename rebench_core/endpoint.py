@@ -27,7 +27,6 @@ import asyncio
 import datetime as dt
 import hmac
 import json
-import logging
 import secrets
 import threading
 import time
@@ -37,10 +36,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
 from .backend import ModelAPIError, ModelBackend
+from .model import Model
+from .log import get_logger
 from .prices import PriceRow
 from .types import Completion, Message, ToolCall, ToolSpec, Usage
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_N = 32
@@ -147,6 +148,7 @@ class ModelEndpoint:
         self.backend = backend
         self.model_name = model_name or backend.model
         self.served = (self.model_name, *[a for a in aliases if a != self.model_name])
+        self.spec = aliases[0] if aliases else self.model_name  # provider/model, as --endpoint-model takes it
         self.price = price if price is not None else backend.fallback_price()
         if budget_usd is not None and self.price is None:
             raise ValueError(f"the endpoint for {self.model_name!r} has a dollar budget but no price: pass "
@@ -604,20 +606,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
-def start_endpoint(spec: str, declared: EndpointSpec, on_call: Callable[[EndpointCall], None] | None,
-                   registry: Any = None, override_hint: str = "--endpoint-model") -> ModelEndpoint:
-    """Build the backend for `spec` (provider/model) through the plugin registry, price it with the row
-    in force today, and start an endpoint with the declared budgets."""
-    from .registry import load_plugins
-
-    registry = registry or load_plugins()
-    registered, model = registry.resolve_model(spec)
-    backend = registered.load()(model=model)
-    price = registry.prices.lookup(*backend.price_key, dt.date.today()) or backend.fallback_price()
-    if price is None and declared.budget_usd is not None:
-        raise RuntimeError(f"no price for {registered.name}/{model} on {dt.date.today()}, so the endpoint's "
+def start_endpoint(model: Model, declared: EndpointSpec,
+                   on_call: Callable[[EndpointCall], None] | None) -> ModelEndpoint:
+    """Serve `model` (from `Registry.model`) with the budgets `declared`; return it started.
+    The endpoint answers errors to its client instead of retrying: agent code sees what a
+    provider would send."""
+    if model.price is None and declared.budget_usd is not None:
+        raise RuntimeError(f"no price for {model.spec} on {dt.date.today()}, so the endpoint's "
                            f"${declared.budget_usd:g} budget cannot be enforced: add a price row "
-                           f"(rebench_register_prices) or serve a priced model with {override_hint}")
-    endpoint = ModelEndpoint(backend, model_name=model, aliases=(f"{registered.name}/{model}",), price=price,
+                           f"(rebench_register_prices) or serve a priced model with --endpoint-model")
+    endpoint = ModelEndpoint(model.backend, model_name=model.backend.model, aliases=(model.spec,), price=model.price,
                              budget_usd=declared.budget_usd, token_budget=declared.token_budget, on_call=on_call)
     return endpoint.start()

@@ -7,6 +7,7 @@ own scoring count.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,8 +27,13 @@ class Limits:
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
-            if value is not None and value <= 0:
-                raise ValueError(f"limit {name} must be positive, got {value}")
+            if value is None:
+                continue
+            whole = name == "tokens"
+            ok = (isinstance(value, int) if whole else isinstance(value, (int, float))) and not isinstance(value, bool)
+            if not ok or not math.isfinite(value) or value <= 0:
+                kind = "a positive whole number" if whole else "a positive, finite number"
+                raise ValueError(f"limit {name} must be {kind}, got {value!r}")
 
     def to_dict(self) -> dict[str, float | int | None]:
         return asdict(self)
@@ -63,8 +69,8 @@ def parse_duration(text: str) -> float:
         if not parts or "".join(n + u for n, u in parts) != value:
             raise ValueError(f"invalid duration {text!r}: write it like 30m, 2h, 8h, 1h30m, 90s or 600 (seconds)")
         seconds = sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
-    if seconds <= 0:
-        raise ValueError(f"invalid duration {text!r}: it must be positive")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"invalid duration {text!r}: it must be positive and finite")
     return seconds
 
 

@@ -8,6 +8,8 @@ runs ``check_pending()`` so a misspelled hook is an error rather than silence.
 
 from __future__ import annotations
 
+import datetime as dt
+import difflib
 import fnmatch
 import importlib
 import os
@@ -18,7 +20,10 @@ from typing import Any, Callable
 import pluggy
 
 from . import hookspecs
+from .model import Model
 from .prices import PriceBook, PriceRow
+from .retry import RetryPolicy
+from .types import Completion
 
 ENTRY_POINT_GROUP = "rebench"
 
@@ -31,6 +36,10 @@ class UnknownNameError(LookupError):
     """A name that no plugin registered; the message lists what exists."""
 
 
+class UnusableModelError(RuntimeError):
+    """A model this machine cannot run (its package or weights are missing); says what to install."""
+
+
 @dataclass
 class Registered:
     """One registered thing: its name, the factory (object or "module:attr"), and its plugin."""
@@ -39,6 +48,8 @@ class Registered:
     factory: Any
     plugin: str
     claims: tuple[str, ...] = ()
+    kind: str = ""
+    requires: str | None = None  # the pip requirement that provides its imports, for the error
 
     def load(self) -> Callable[..., Any]:
         if isinstance(self.factory, str):
@@ -47,6 +58,13 @@ class Registered:
                 obj = importlib.import_module(module_name)
                 for part in attr.split("."):
                     obj = getattr(obj, part)
+            except ModuleNotFoundError as exc:
+                if exc.name and not module_name.startswith(exc.name):  # a dependency, not the plugin's own module
+                    hint = f"pip install '{self.requires}'" if self.requires else "install its plugin's dependencies"
+                    raise PluginError(f"{self.kind} {self.name!r} (plugin {self.plugin!r}) needs the Python package "
+                                      f"{exc.name!r}, which is not installed: {hint}") from None
+                raise PluginError(f"plugin {self.plugin!r} registered {self.name!r} as {self.factory!r}, "
+                                  f"which failed to import: {type(exc).__name__}: {exc}") from exc
             except Exception as exc:  # the message must name the plugin whatever broke
                 raise PluginError(f"plugin {self.plugin!r} registered {self.name!r} as {self.factory!r}, "
                                   f"which failed to import: {type(exc).__name__}: {exc}") from exc
@@ -78,25 +96,28 @@ class Registry:
 
     # -- collection -----------------------------------------------------------------------------
     def collect(self) -> None:
-        for kind, hook in (("environment", self.pm.hook.rebench_register_environments),
-                           ("scaffold", self.pm.hook.rebench_register_scaffolds),
-                           ("model backend", self.pm.hook.rebench_register_model_backends)):
-            table = {"environment": self.environments, "scaffold": self.scaffolds,
-                     "model backend": self.backends}[kind]
-            for impl in hook.get_hookimpls():
-                impl.function(register=self._registrar(kind, table, impl.plugin_name))
-        for impl in self.pm.hook.rebench_register_prices.get_hookimpls():
-            impl.function(register=self._price_registrar(impl.plugin_name))
+        """Call every plugin's registration hooks (pluggy calls them, one plugin at a time, so what
+        each registers is attributed to it)."""
+        tables = {"rebench_register_environments": ("environment", self.environments),
+                  "rebench_register_scaffolds": ("scaffold", self.scaffolds),
+                  "rebench_register_model_backends": ("model backend", self.backends)}
+        for plugin in list(self.pm.get_plugins()):
+            name = self.pm.get_name(plugin)
+            others = [p for p in self.pm.get_plugins() if p is not plugin]
+            for hook, (kind, table) in tables.items():
+                self.pm.subset_hook_caller(hook, others)(register=self._registrar(kind, table, name))
+            self.pm.subset_hook_caller("rebench_register_prices", others)(register=self._price_registrar(name))
 
     def _registrar(self, kind: str, table: dict[str, Registered], plugin: str) -> Callable[..., None]:
-        def register(name: str, factory: Any, claims: tuple[str, ...] | list[str] = ()) -> None:
+        def register(name: str, factory: Any, claims: tuple[str, ...] | list[str] = (),
+                     requires: str | None = None) -> None:
             if not isinstance(name, str) or not name or "/" in name or ":" in name:
                 raise PluginError(f"plugin {plugin!r} registered a {kind} with an invalid name {name!r} "
                                   f"(use a non-empty name without '/' or ':')")
             if name in table:
                 raise PluginError(f"{kind} {name!r} is registered twice: by plugin {table[name].plugin!r} "
                                   f"and by plugin {plugin!r}; disable one with REBENCH_DISABLE_PLUGINS")
-            table[name] = Registered(name, factory, plugin, tuple(claims))
+            table[name] = Registered(name, factory, plugin, tuple(claims), kind, requires)
             if plugin in self.plugins:
                 self.plugins[plugin].registered.append(f"{kind} {name}")
         return register
@@ -117,6 +138,20 @@ class Registry:
 
     def scaffold(self, name: str) -> Registered:
         return _lookup(self.scaffolds, name, "scaffold", "--scaffold")
+
+    def model(self, spec: str, settings: dict[str, Any] | None = None, retry: RetryPolicy | None = None,
+              on_call: Callable[[Completion], None] | None = None) -> Model:
+        """The model `spec` names (``provider/model`` or a bare name one provider claims), built
+        with `settings`, priced with the row in force today (or the backend's fallback), retrying
+        with `retry`. The one way anything in rebench gets a model."""
+        registered, name = self.resolve_model(spec)
+        backend_cls = registered.load()
+        problems = getattr(backend_cls, "problems", lambda model: [])(name)
+        if problems:
+            raise UnusableModelError(f"--model {spec}: " + "; ".join(problems))
+        backend = backend_cls(model=name, **(settings or {}))
+        price = self.prices.lookup(*backend.price_key, dt.date.today()) or backend.fallback_price()
+        return Model(backend, registered.name, price, retry or RetryPolicy(), on_call)
 
     def resolve_model(self, spec: str) -> tuple[Registered, str]:
         """Map ``provider/model`` or a bare model name onto (backend, model name)."""
@@ -182,9 +217,27 @@ def load_plugins(extra_plugins: list[tuple[str, Any]] | None = None) -> Registry
         registry.plugins[name] = PluginInfo(name, None, None, getattr(module, "__name__", repr(module)))
         pm.register(module, name=name)
 
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {exc.plugin!r} implements a hook that does not exist: {exc}") from exc
+    _drop_plugins_with_unknown_hooks(pm, registry, strict)
     registry.collect()
     return registry
+
+
+def _drop_plugins_with_unknown_hooks(pm: pluggy.PluginManager, registry: Registry, strict: bool) -> None:
+    """A plugin implementing a hook that does not exist (a misspelling) is reported by name and
+    unloaded; the others keep working, so `rebench-list plugins` can show what is wrong."""
+    while True:
+        try:
+            pm.check_pending()
+            return
+        except pluggy.PluginValidationError as exc:
+            name = pm.get_name(exc.plugin)
+            hooks = sorted(h for h in dir(hookspecs) if h.startswith("rebench_"))
+            bad = [h for h in dir(exc.plugin) if h.startswith("rebench_") and h not in hooks]
+            close = {h: difflib.get_close_matches(h, hooks, n=1) for h in bad}
+            detail = ", ".join(f"{h!r}" + (f" (did you mean {c[0]!r}?)" if c else "") for h, c in close.items())
+            message = f"implements hooks that do not exist: {detail or exc}"
+            if strict:
+                raise PluginError(f"plugin {name!r} {message}") from exc
+            pm.unregister(exc.plugin)
+            if name in registry.plugins:
+                registry.plugins[name].error = message

@@ -26,9 +26,20 @@ class RetryPolicy:
     max_wait_s: float = 60.0
 
 
+@dataclass(frozen=True)
+class RetryHooks:
+    """What a caller is told about waits: `on_pause(reason, wait_s, error)` / `on_resume(reason)`
+    bracket each wait (the harness pauses its clock and writes pause/resume events);
+    `exclude(seconds, reason)` removes a failed attempt's own duration from counted time."""
+
+    on_pause: Callable[[str, float, ModelAPIError], None] = lambda reason, wait_s, error: None
+    on_resume: Callable[[str], None] = lambda reason: None
+    exclude: Callable[[float, str], None] = lambda seconds, reason: None
+
+
 class _Waiter(tenacity.wait.wait_base):
     def __init__(self, policy: RetryPolicy) -> None:
-        self.backoff = tenacity.wait_exponential_jitter(initial=policy.initial_wait_s, max=policy.max_wait_s)
+        self.backoff = tenacity.wait_exponential_jitter(multiplier=policy.initial_wait_s, max=policy.max_wait_s)
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
         # The provider's own retry-after, when it gives one, is the wait; otherwise exponential
@@ -39,15 +50,10 @@ class _Waiter(tenacity.wait.wait_base):
 
 
 async def call_with_retries(attempt: Callable[[], Awaitable[T]], policy: RetryPolicy,
-                            on_pause: Callable[[str, float, ModelAPIError], None],
-                            on_resume: Callable[[str], None],
-                            exclude: Callable[[float, str], None]) -> T:
-    """Run `attempt` until it succeeds, a non-retryable error occurs, or attempts run out.
-
-    `on_pause(reason, wait_s, error)` / `on_resume(reason)` bracket each wait (the harness pauses
-    its clock and writes pause/resume events); `exclude(seconds, reason)` removes a failed
-    attempt's own duration from counted time.
-    """
+                            hooks: RetryHooks | None = None) -> T:
+    """Run `attempt` until it succeeds, a non-retryable error occurs, or attempts run out."""
+    hooks = hooks or RetryHooks()
+    on_pause, on_resume, exclude = hooks.on_pause, hooks.on_resume, hooks.exclude
 
     async def sleep(seconds: float) -> None:
         error = last_error[0]

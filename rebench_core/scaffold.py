@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import pydantic
 
+from .settings import NoSettings, validate_settings
 from .types import Completion, ExecResult, Message, ScoreResult, ToolSpec, UsageSnapshot
 
 
@@ -88,26 +89,29 @@ class AgentTask(abc.ABC):
 
 
 class Scaffold(abc.ABC):
-    """Base class for scaffolds. Subclasses set `name`, optionally `Settings`, and `run`."""
+    """Base class for scaffolds. Subclasses set `name`, optionally `Settings`, and `run`.
+
+    Settings are fields of a nested `Settings(Scaffold.Settings)` (pydantic), validated by the base
+    constructor into `self.settings`; an unknown key is an error naming every key it takes.
+    """
 
     name: ClassVar[str]
     summary: ClassVar[str] = ""
 
-    class Settings(pydantic.BaseModel):
-        model_config = pydantic.ConfigDict(extra="forbid")
+    class Settings(NoSettings):
+        pass
 
     def __init__(self, **settings: Any) -> None:
-        try:
-            self.settings = self.Settings(**settings)
-        except pydantic.ValidationError as exc:
-            fields = ", ".join(f"{k} ({v.annotation})" for k, v in self.Settings.model_fields.items())
-            raise ValueError(f"invalid settings for scaffold {self.name!r}:\n{exc}\n"
-                             f"settings it takes: {fields or 'none'}") from None
+        self.settings = validate_settings(self.Settings, settings, f"scaffold {self.name!r}")
 
     @abc.abstractmethod
     async def run(self, task: AgentTask) -> None:
         """Work on the task until done, then call `task.submit()` (or return; the harness then
         ends the run as submitted). The harness cancels this coroutine when a limit is hit."""
 
-    def resolved_settings(self) -> dict[str, Any]:
-        return self.settings.model_dump(mode="json")
+
+def settings_of(obj: Any) -> dict[str, Any]:
+    """The validated settings of a scaffold or backend as JSON (for config.json); {} for an object
+    written against the contract without the base class, which has no declared settings."""
+    settings = getattr(obj, "settings", None)
+    return settings.model_dump(mode="json") if isinstance(settings, pydantic.BaseModel) else {}

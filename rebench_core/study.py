@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .display import StudyBoard
-from .harness import count_gpus
+from .machine import this_machine
 from .registry import Registry
 
 STUDY_FILE = "study.json"
@@ -136,7 +136,7 @@ async def _run_all(spec: StudySpec, root: Path, concurrency: int, gpus_needed: d
                            quiet=True)
         else:
             todo.append(job)
-    pool = GpuPool(count_gpus())
+    pool = GpuPool(len(this_machine().gpus))
     slots = asyncio.Semaphore(concurrency)
     procs: set[asyncio.subprocess.Process] = set()
     print(f"study {root}: {len(jobs)} runs, {len(jobs) - len(todo)} already done, {len(todo)} to run", file=sys.stderr)

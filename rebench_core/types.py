@@ -160,22 +160,12 @@ class ExecResult:
 
 
 @dataclass
-class ModelSpend:
-    """The tokens and dollars of a scorer's own model calls (a judge), for one score."""
-
-    model: str  # provider/model
-    usage: Usage
-    cost_usd: float
-
-
-@dataclass
 class ScoreEntry:
     """One official score (the environment API's `score` returns one; the harness stamps time).
 
     `raw` is NaN when the submission is invalid, and `message` then says why. `message` is shown
     to the agent (with the score removed where the environment hides it); `details` never is.
-    `judge` is what the scorer's own model calls cost: the harness books it under purpose "judge",
-    never against the agent's limits.
+    A scorer's own model calls (a judge) are booked by the model `ctx.model(...)` returns.
     """
 
     raw: float
@@ -183,7 +173,6 @@ class ScoreEntry:
     details: dict[str, Any] = field(default_factory=dict)
     elapsed_s: float = 0.0
     timestamp: float = 0.0
-    judge: ModelSpend | None = None
 
     @property
     def valid(self) -> bool:

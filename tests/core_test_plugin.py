@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rebench_core import Environment, Normalization, Scaffold, ScoreEntry, hookimpl
+from rebench_core import EnvContext, Environment, Normalization, Scaffold, ScoreEntry, hookimpl
 
 
 class Commands(Scaffold):
@@ -43,16 +43,16 @@ class CrashingScorer(Environment):
     name = "crashing_scorer"
     sizes = ("small",)
 
-    def setup(self, workspace: Path, protected_dir: Path, size: str, variant: str) -> str:
+    def setup(self, ctx: EnvContext, workspace: Path, protected_dir: Path) -> str:
         (workspace / "crash").write_text("no")
         return "Write yes to crash."
 
-    def score(self, workspace: Path, protected_dir: Path, size: str) -> ScoreEntry:
+    def score(self, ctx: EnvContext, workspace: Path, protected_dir: Path) -> ScoreEntry:
         if (workspace / "crash").read_text().strip() == "yes":
             raise ZeroDivisionError("the scorer divided by zero")
         return ScoreEntry(raw=1.0)
 
-    def normalization(self, size: str) -> Normalization:
+    def normalization(self, ctx: EnvContext) -> Normalization:
         return Normalization(1.0, 0.0)
 
 

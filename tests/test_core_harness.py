@@ -205,7 +205,9 @@ def _events(run_dir: Path):
 @pytest.mark.parametrize("args, message", [
     (["--time-limit", "2hours"], "invalid duration"),
     (["--time-limit", "-5"], "invalid duration"),
-    (["--token-limit", "-5"], "must be positive"),
+    (["--token-limit", "-5"], "expected a positive whole number"),
+    (["--cost-limit", "nan"], "expected a positive, finite number"),
+    (["--cost-limit", "inf"], "expected a positive, finite number"),
     (["--cost-limit", "abc"], "expected a positive number"),
     (["--set", "novalue"], "expected key=value"),
     (["--size", "huge"], "has no size 'huge'"),
@@ -300,7 +302,9 @@ def test_the_harness_serves_an_environments_metered_endpoint(tmp_path, script):
 
     class WithEndpoint(GuessNumber):
         name = "with_endpoint"
-        model_endpoint = EndpointSpec(default_model=endpoint_model, budget_usd=1.0)
+
+        def model_endpoint(self, ctx):
+            return EndpointSpec(default_model=endpoint_model, budget_usd=1.0)
 
     plugin = types.ModuleType("p")
     plugin.rebench_register_environments = hookimpl(lambda register: register("with_endpoint", WithEndpoint))
@@ -321,22 +325,31 @@ def test_the_harness_serves_an_environments_metered_endpoint(tmp_path, script):
 
 
 def test_a_scorers_judge_is_booked_apart_from_the_agents_limits(tmp_path, script):
-    """A scorer reports its judge's spend in ScoreEntry.judge: the harness logs it as a model_call
-    under purpose "judge" and keeps it out of the agent's token and dollar limits."""
+    """A scorer's judge is a model from `ctx.model(...)`: the harness logs its calls as model_call
+    events under purpose "judge", with the score that made them, and keeps them out of the agent's
+    token and dollar limits."""
     import types
 
     from rebench_core import hookimpl
     from rebench_core.registry import load_plugins
-    from rebench_core.types import ModelSpend, ScoreEntry, Usage
     from rebench_example.environment import GuessNumber
+
+    judge = script([{"content": "fine", "usage": {"input_tokens": 1250, "output_tokens": 3}}] * 12,
+                   price={"input": 50.0, "output": 0.0})
 
     class Judged(GuessNumber):
         name = "judged"
 
-        def score(self, workspace, protected_dir, size):
-            entry = super().score(workspace, protected_dir, size)
-            entry.judge = ModelSpend("scripted/judge", Usage(input_tokens=5000, output_tokens=10, calls=4), 0.25)
-            return entry
+        def score(self, ctx, workspace, protected_dir):
+            model = ctx.model(judge)
+
+            async def ask_four_times():
+                for _ in range(4):
+                    await model.generate([{"role": "user", "content": "is it good?"}], max_tokens=5)
+                await model.aclose()
+
+            asyncio.run(ask_four_times())
+            return super().score(ctx, workspace, protected_dir)
 
     plugin = types.ModuleType("p")
     plugin.rebench_register_environments = hookimpl(lambda register: register("judged", Judged))
@@ -348,11 +361,12 @@ def test_a_scorers_judge_is_booked_apart_from_the_agents_limits(tmp_path, script
                  limits=Limits(time_s=60, tokens=100, cost_usd=0.01))
     assert summary["status"] == "submitted"  # 15,000 judge tokens and $0.75 did not touch the agent's limits
     assert [s["trigger"] for s in summary["score_log"]] == ["initial", "agent", "final"]
-    judge = summary["usage_by_purpose"]["judge"]
-    assert (judge["calls"], judge["input_tokens"], judge["cost_usd"]) == (12, 15000, 0.75)
+    booked = summary["usage_by_purpose"]["judge"]
+    assert (booked["calls"], booked["input_tokens"]) == (12, 15000)
+    assert booked["cost_usd"] == pytest.approx(0.75)
     calls = [e for e in read_events(tmp_path / "run") if e["type"] == "model_call"]
-    assert [(c["purpose"], c["trigger"], c["model"]) for c in calls] == [
-        ("judge", t, "scripted/judge") for t in ("initial", "agent", "final")]
+    assert [(c["purpose"], c["trigger"]) for c in calls] == [
+        ("judge", t) for t in ("initial", "agent", "final") for _ in range(4)]
     assert summary["usage"]["calls"] == 0 and summary["cost_usd"] == 0
 
 

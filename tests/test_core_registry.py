@@ -65,7 +65,7 @@ def test_disabled_plugins_are_not_imported(tmp_path):
     assert rows["brokenplug"]["error"] == "disabled by REBENCH_DISABLE_PLUGINS"
 
 
-def test_a_misspelled_hook_is_an_error(tmp_path):
+def test_a_misspelled_hook_is_reported_by_plugin_and_the_others_keep_working(tmp_path):
     install_fake_plugin(tmp_path, "typoplug", """
         from rebench_core import hookimpl
         @hookimpl
@@ -73,7 +73,26 @@ def test_a_misspelled_hook_is_an_error(tmp_path):
             pass
     """)
     result = list_plugins(tmp_path)
-    assert result.returncode == 2 and "rebench_register_scafolds" in result.stderr
+    assert result.returncode == 0, result.stderr
+    rows = {r["plugin"]: r for r in json.loads(result.stdout)}
+    assert "rebench_register_scafolds" in rows["typoplug"]["error"]
+    assert "did you mean 'rebench_register_scaffolds'" in rows["typoplug"]["error"]
+    assert not rows["modular"]["error"] and "scaffold modular" in rows["modular"]["registered"]
+    strict = list_plugins(tmp_path, REBENCH_STRICT_PLUGINS="1")
+    assert strict.returncode == 2 and "plugin 'typoplug' implements hooks that do not exist" in strict.stderr
+
+
+def test_a_missing_dependency_names_what_to_install(tmp_path, monkeypatch):
+    (tmp_path / "sdk_backend_mod.py").write_text("import no_such_sdk_package_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def backends(register):
+        register("needs_sdk", "sdk_backend_mod:Backend", requires="rebench-harness[sdk]")
+
+    registry = load_plugins(extra_plugins=[("sdkplug", _plugin(rebench_register_model_backends=backends))])
+    with pytest.raises(PluginError, match=r"plugin 'sdkplug'.*needs the Python package 'no_such_sdk_package_xyz'.*"
+                                          r"pip install 'rebench-harness\[sdk\]'"):
+        registry.backends["needs_sdk"].load()
 
 
 def _plugin(**hooks) -> types.ModuleType:

@@ -14,7 +14,7 @@ from rebench_core.backend import ModelAPIError
 from rebench_core.events import dumps, summarize
 from rebench_core.limits import Budget, LimitExceeded, Limits, RunClock, parse_duration
 from rebench_core.prices import PriceBook, PriceRow, UnpricedModelError
-from rebench_core.retry import RetryPolicy, call_with_retries
+from rebench_core.retry import RetryHooks, RetryPolicy, call_with_retries
 from rebench_core.types import Message, ToolCall, Usage
 
 
@@ -66,9 +66,11 @@ def test_bad_durations(text):
         parse_duration(text)
 
 
-def test_limits_must_be_positive():
-    with pytest.raises(ValueError, match="tokens must be positive"):
-        Limits(tokens=0)
+@pytest.mark.parametrize("field, value", [("tokens", 0), ("tokens", 1.5), ("time_s", -1), ("cost_usd", math.nan),
+                                          ("cost_usd", math.inf), ("time_s", True)])
+def test_limits_must_be_positive_and_finite(field, value):
+    with pytest.raises(ValueError, match=f"limit {field} must be a positive"):
+        Limits(**{field: value})
 
 
 def test_budget_checks_tokens_and_dollars_before_the_call():
@@ -107,16 +109,14 @@ def test_retries_honour_retry_after_and_give_up():
         return "ok"
 
     policy = RetryPolicy(max_attempts=5, initial_wait_s=0.01, max_wait_s=0.05)
-    result = asyncio.run(call_with_retries(flaky, policy, lambda r, w, e: pauses.append(w), lambda r: None,
-                                           lambda s, r: None))
+    result = asyncio.run(call_with_retries(flaky, policy, RetryHooks(on_pause=lambda r, w, e: pauses.append(w))))
     assert result == "ok" and len(attempts) == 3 and all(w >= 0.2 for w in pauses)
 
     async def always_down():
         raise ModelAPIError("down", provider="p", retryable=True, status=500, request_id="req-9")
 
     with pytest.raises(ModelAPIError, match=r"gave up after 2 attempts.*status 500.*request id req-9"):
-        asyncio.run(call_with_retries(always_down, RetryPolicy(2, 0.01, 0.01), lambda *a: None, lambda r: None,
-                                      lambda s, r: None))
+        asyncio.run(call_with_retries(always_down, RetryPolicy(2, 0.01, 0.01)))
 
     calls = []
 
@@ -125,7 +125,7 @@ def test_retries_honour_retry_after_and_give_up():
         raise ModelAPIError("bad key", provider="p", retryable=False, status=401)
 
     with pytest.raises(ModelAPIError, match="bad key"):
-        asyncio.run(call_with_retries(unauthorized, policy, lambda *a: None, lambda r: None, lambda s, r: None))
+        asyncio.run(call_with_retries(unauthorized, policy))
     assert len(calls) == 1
 
 

@@ -63,21 +63,9 @@ async def run_script(tmp_path: Path, registry, turns: list[dict[str, Any]], sett
 
 
 def prompts(out: Path) -> list[list[dict[str, Any]]]:
-    """The messages of every agent model call, rebuilt from events.jsonl's message references."""
-    seen: dict[str, dict[str, Any]] = {}
-    calls = []
-    for event in ev.read_events(out):
-        if event["type"] != "model_call":
-            continue
-        messages = []
-        for ref in event["input"]:
-            if isinstance(ref, dict):
-                seen[ref["id"]] = ref
-                messages.append(ref)
-            else:
-                messages.append(seen[ref])
-        calls.append(messages)
-    return calls
+    """The messages of every agent model call, rebuilt from events.jsonl's prompt deltas."""
+    decoder = ev.PromptDecoder()
+    return [decoder.decode(e) for e in ev.read_events(out) if e["type"] == "model_call"]
 
 
 def history(out: Path) -> list[dict[str, Any]]:

@@ -20,9 +20,10 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any
+from typing import Any, Literal
 
 import anthropic
+import pydantic
 
 from rebench_core.backend import ModelAPIError, ModelBackend
 from rebench_core.types import Completion, Message, ToolCall, ToolSpec, Usage
@@ -35,21 +36,24 @@ MIN_THINKING_BUDGET = 1024
 CACHE = {"type": "ephemeral"}
 
 
-def _flag(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
-
 
 class AnthropicBackend(ModelBackend):
     provider = PROVIDER
 
+    class Settings(ModelBackend.Settings):
+        api_key: str | None = None
+        base_url: str | None = None
+        timeout_s: float = pydantic.Field(600.0, gt=0)
+        tool_mode: Literal["native", "text"] | None = None
+        prompt_caching: bool = False
+        thinking_budget: int | None = pydantic.Field(None, ge=0)
+
     def __init__(self, model: str, **settings: Any) -> None:
         super().__init__(model, **settings)
+        s = self.settings
         self.facts = facts_for(model)
-        self.prompt_caching = _flag(settings.get("prompt_caching", False))
-        budget = settings.get("thinking_budget")
-        self.thinking_budget = int(budget) if budget not in (None, "", 0, "0") else None
+        self.prompt_caching = s.prompt_caching
+        self.thinking_budget = s.thinking_budget or None
         if self.thinking_budget is not None:
             if not self.facts.thinking:
                 raise ValueError(f"anthropic backend: {model} has no extended thinking; drop thinking_budget "
@@ -57,20 +61,17 @@ class AnthropicBackend(ModelBackend):
             if self.thinking_budget < MIN_THINKING_BUDGET:
                 raise ValueError(f"anthropic backend: thinking_budget must be at least {MIN_THINKING_BUDGET} "
                                  f"tokens, got {self.thinking_budget}")
-        tool_mode = settings.get("tool_mode")
-        if tool_mode not in (None, "native", "text"):
-            raise ValueError(f"anthropic backend: tool_mode must be 'native' or 'text', got {tool_mode!r}")
-        api_key = settings.get("api_key") or os.environ.get("ANTHROPIC_API_KEY")
+        api_key = s.api_key or os.environ.get("ANTHROPIC_API_KEY")
         if not api_key:
             raise ValueError("anthropic backend: no API key; set ANTHROPIC_API_KEY (or --set model.api_key=...)")
         self.client = anthropic.AsyncAnthropic(
-            api_key=api_key, base_url=settings.get("base_url") or os.environ.get("ANTHROPIC_BASE_URL") or None,
-            timeout=float(settings.get("timeout_s", 600.0)), max_retries=0)
+            api_key=api_key, base_url=s.base_url or os.environ.get("ANTHROPIC_BASE_URL") or None,
+            timeout=s.timeout_s, max_retries=0)
 
     # -- model facts ----------------------------------------------------------------------------
     @property
     def native_tools(self) -> bool:
-        return (self.settings.get("tool_mode") or "native") == "native"
+        return (self.settings.tool_mode or "native") == "native"
 
     @property
     def context_window(self) -> int | None:

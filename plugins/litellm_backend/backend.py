@@ -18,11 +18,12 @@ import datetime as dt
 import os
 import time
 from importlib import metadata
-from typing import Any
+from typing import Any, Literal
 
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"   # before the import, always: never fetch the map
 
 import litellm  # noqa: E402
+import pydantic  # noqa: E402
 
 from rebench_core.backend import ModelAPIError, ModelBackend  # noqa: E402
 from rebench_core.prices import PriceRow  # noqa: E402
@@ -45,18 +46,22 @@ NOT_RETRYABLE = (litellm.BadRequestError, litellm.AuthenticationError, litellm.P
 class LitellmBackend(ModelBackend):
     provider = PROVIDER
 
+    class Settings(ModelBackend.Settings):
+        api_key: str | None = None
+        base_url: str | None = None
+        timeout_s: float = pydantic.Field(600.0, gt=0)
+        tool_mode: Literal["native", "text"] | None = None
+        litellm_params: dict[str, Any] = {}
+
     def __init__(self, model: str, **settings: Any) -> None:
         super().__init__(model, **settings)
-        tool_mode = settings.get("tool_mode")
-        if tool_mode not in (None, "native", "text"):
-            raise ValueError(f"litellm backend: tool_mode must be 'native' or 'text', got {tool_mode!r}")
         try:
             bare, upstream, _, _ = litellm.get_llm_provider(model)
         except Exception as exc:  # litellm raises its own BadRequestError for names it cannot route
             raise ValueError(f"litellm cannot route model {model!r}: write it as PROVIDER/MODEL, e.g. "
                              f"litellm/anthropic/claude-3-5-sonnet-20241022 ({exc})") from exc
         self._upstream = (upstream, bare)   # where our own price rows for this model live
-        self.timeout_s = float(settings.get("timeout_s", 600.0))
+        self.timeout_s = self.settings.timeout_s
         self._info = _model_info(model)
 
     # -- model facts ----------------------------------------------------------------------------
@@ -66,7 +71,7 @@ class LitellmBackend(ModelBackend):
         return self._upstream
     @property
     def native_tools(self) -> bool:
-        mode = self.settings.get("tool_mode")
+        mode = self.settings.tool_mode
         if mode is not None:
             return mode == "native"
         try:
@@ -122,11 +127,11 @@ class LitellmBackend(ModelBackend):
             "max_tokens": int(params.get("max_tokens") or self.default_max_tokens),
             "timeout": self.timeout_s, "num_retries": 0, "max_retries": 0, "drop_params": True,
             **{k: params[k] for k in PASSED if params.get(k) is not None},
-            **(self.settings.get("litellm_params") or {})}
-        if self.settings.get("api_key"):
-            request["api_key"] = self.settings["api_key"]
-        if self.settings.get("base_url"):
-            request["api_base"] = self.settings["base_url"]
+            **self.settings.litellm_params}
+        if self.settings.api_key:
+            request["api_key"] = self.settings.api_key
+        if self.settings.base_url:
+            request["api_base"] = self.settings.base_url
         if tools:
             request["tools"] = to_openai_tools(tools)
             if params.get("tool_choice") is not None:

@@ -6,4 +6,4 @@ from rebench_core import hookimpl
 
 @hookimpl
 def rebench_register_model_backends(register):
-    register("litellm", "rebench_plugins.litellm_backend.backend:LitellmBackend")
+    register("litellm", "rebench_plugins.litellm_backend.backend:LitellmBackend", requires="rebench-harness[litellm]")

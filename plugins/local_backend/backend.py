@@ -43,8 +43,9 @@ import os
 import threading
 import time
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
+import pydantic
 import torch
 
 from rebench_core import tool_text
@@ -58,29 +59,23 @@ from .loader import TOKENIZER_LOCK, LoadedModel, load_model, load_tokenizer
 from .models import get_spec
 
 PROVIDER = "local"
-_DEFAULTS: dict[str, Any] = {"tool_choice": "required", "thinking_tokens": 0, "max_tokens": 1024, "seed": None,
-                             "temperature": None, "top_p": None, "threads": None, "use_cache": True}
-
-
 class LocalBackend(ModelBackend):
     provider = PROVIDER
 
+    class Settings(ModelBackend.Settings):
+        tool_choice: Literal["required", "auto", "none"] = "required"
+        thinking_tokens: int = pydantic.Field(0, ge=0)
+        max_tokens: int = pydantic.Field(1024, ge=1)
+        seed: int | None = None
+        temperature: float | None = None
+        top_p: float | None = None
+        threads: int | None = pydantic.Field(None, ge=1)
+        use_cache: bool = True
+
     def __init__(self, model: str, **settings: Any) -> None:
-        unknown = sorted(set(settings) - set(_DEFAULTS))
-        if unknown:
-            raise ValueError(f"unknown setting(s) {unknown} for the local backend; accepted: {sorted(_DEFAULTS)}")
         super().__init__(model, **settings)
         self.spec = get_spec(model)
-        self.options = {**_DEFAULTS, **settings}
-        if self.options["tool_choice"] not in ("required", "auto", "none"):
-            raise ValueError(f"tool_choice setting must be 'required', 'auto' or 'none', "
-                             f"got {self.options['tool_choice']!r}")
-        for key, least in (("thinking_tokens", 0), ("max_tokens", 1), ("threads", 1)):
-            value = self.options[key]
-            if key == "threads" and value is None:
-                continue
-            if not isinstance(value, int) or isinstance(value, bool) or value < least:
-                raise ValueError(f"{key} must be an integer >= {least}, got {value!r}")
+        self.options = self.settings.model_dump()
 
     @property
     def threads(self) -> int:

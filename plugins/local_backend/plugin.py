@@ -7,4 +7,5 @@ from .models import MODELS
 
 @hookimpl
 def rebench_register_model_backends(register):
-    register("local", "rebench_plugins.local_backend.backend:LocalBackend", claims=tuple(MODELS))
+    register("local", "rebench_plugins.local_backend.backend:LocalBackend", claims=tuple(MODELS),
+             requires="rebench-harness[local]")

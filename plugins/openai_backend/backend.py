@@ -19,7 +19,9 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any
+from typing import Any, Literal
+
+import pydantic
 
 import openai
 
@@ -39,33 +41,37 @@ PASSED = SAMPLING + ("stop", "seed", "parallel_tool_calls", "reasoning_effort", 
 class OpenAIBackend(ModelBackend):
     provider = PROVIDER
 
+    class Settings(ModelBackend.Settings):
+        api_key: str | None = None
+        base_url: str | None = None
+        timeout_s: float = pydantic.Field(600.0, gt=0)
+        tool_mode: Literal["native", "text"] | None = None
+        max_tokens_param: Literal["max_tokens", "max_completion_tokens"] | None = None
+        organization: str | None = None
+        project: str | None = None
+        default_headers: dict[str, str] | None = None
+
     def __init__(self, model: str, **settings: Any) -> None:
         super().__init__(model, **settings)
+        s = self.settings
         self.facts = facts_for(model)
-        tool_mode = settings.get("tool_mode")
-        if tool_mode not in (None, "native", "text"):
-            raise ValueError(f"openai backend: tool_mode must be 'native' or 'text', got {tool_mode!r}")
-        self.max_tokens_param = settings.get("max_tokens_param") or (
+        self.max_tokens_param = s.max_tokens_param or (
             "max_completion_tokens" if self.facts.reasoning else "max_tokens")
-        if self.max_tokens_param not in ("max_tokens", "max_completion_tokens"):
-            raise ValueError(f"openai backend: max_tokens_param must be 'max_tokens' or 'max_completion_tokens', "
-                             f"got {self.max_tokens_param!r}")
-        api_key = settings.get("api_key") or os.environ.get("OPENAI_API_KEY")
-        base_url = settings.get("base_url") or os.environ.get("OPENAI_BASE_URL") or None
+        api_key = s.api_key or os.environ.get("OPENAI_API_KEY")
+        base_url = s.base_url or os.environ.get("OPENAI_BASE_URL") or None
         if not api_key:
             if base_url is None:
                 raise ValueError("openai backend: no API key; set OPENAI_API_KEY (or --set model.api_key=...), "
                                  "or point OPENAI_BASE_URL at an OpenAI-compatible server")
             api_key = "unused"  # local OpenAI-compatible servers usually take any key
         self.client = openai.AsyncOpenAI(
-            api_key=api_key, base_url=base_url, organization=settings.get("organization"),
-            project=settings.get("project"), default_headers=settings.get("default_headers"),
-            timeout=float(settings.get("timeout_s", 600.0)), max_retries=0)
+            api_key=api_key, base_url=base_url, organization=s.organization, project=s.project,
+            default_headers=s.default_headers, timeout=s.timeout_s, max_retries=0)
 
     # -- model facts ----------------------------------------------------------------------------
     @property
     def native_tools(self) -> bool:
-        mode = self.settings.get("tool_mode")
+        mode = self.settings.tool_mode
         return self.facts.native_tools if mode is None else mode == "native"
 
     @property

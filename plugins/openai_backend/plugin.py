@@ -7,4 +7,5 @@ CLAIMS = ("gpt-*", "o1*", "o3*", "o4*", "chatgpt-*")
 
 @hookimpl
 def rebench_register_model_backends(register):
-    register("openai", "rebench_plugins.openai_backend.backend:OpenAIBackend", claims=CLAIMS)
+    register("openai", "rebench_plugins.openai_backend.backend:OpenAIBackend", claims=CLAIMS,
+             requires="rebench-harness[openai]")

@@ -22,6 +22,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pydantic
+
 from rebench_core.backend import ModelAPIError, ModelBackend
 from rebench_core.prices import PriceRow
 from rebench_core.types import Completion, Message, ToolCall, ToolSpec, Usage
@@ -33,6 +35,9 @@ class ScriptExhausted(ModelAPIError):
 
 class ScriptedBackend(ModelBackend):
     provider = "scripted"
+
+    class Settings(ModelBackend.Settings):
+        context_window: int = pydantic.Field(100_000, ge=1)
 
     def __init__(self, model: str, **settings: Any) -> None:
         super().__init__(model, **settings)
@@ -46,7 +51,7 @@ class ScriptedBackend(ModelBackend):
 
     @property
     def context_window(self) -> int | None:
-        return self.settings.get("context_window", 100_000)
+        return self.settings.context_window
 
     def fallback_price(self) -> PriceRow | None:
         if self.price is None:

@@ -6,7 +6,9 @@ and lower-is-better metrics work because the denominator is then negative. Not c
 
 from __future__ import annotations
 
-import math
+import functools
+
+from rebench_core import environment
 
 # METR task family -> our environment name (rebench.md §3).
 METR_TASK_TO_ENV: dict[str, str] = {
@@ -18,10 +20,6 @@ METR_TASK_TO_ENV: dict[str, str] = {
     "ai_rd_nanogpt_chat_rl": "rl_qa",
     "ai_rd_rust_codecontests_inference": "rust_codecontests",
 }
-
-# Environments whose final score is the last valid entry of the score log, not the best one.
-# score@k of these is the mean (best-of-k would need the hidden ground truth to pick the best).
-LAST_AGGREGATE_ENVS: frozenset[str] = frozenset({"scaling_law"})
 
 # (y_start, y_ref) behind the normalised scores of METR's released data, commit 3a947ac
 # (rebench.md §2.3, each checked against the README human baselines).
@@ -40,9 +38,7 @@ def normalize(raw: float, y_start: float, y_ref: float) -> float:
     """The normalised score of ``raw``; NaN stays NaN (an invalid submission)."""
     if y_ref == y_start:
         raise ValueError(f"y_ref and y_start must differ to normalise, both are {y_start}")
-    if raw is None or math.isnan(raw):
-        return math.nan
-    return max(0.0, (raw - y_start) / (y_ref - y_start))
+    return environment.normalize(raw, y_start, y_ref)
 
 
 def denormalize(normalized: float, y_start: float, y_ref: float) -> float:
@@ -56,6 +52,14 @@ def env_from_metr_task(task_id: str) -> str:
     return METR_TASK_TO_ENV.get(family, family)
 
 
-def aggregate_of(environment: str) -> str:
-    """"last" for environments scored by their last entry, else "best"."""
-    return "last" if environment in LAST_AGGREGATE_ENVS else "best"
+@functools.cache
+def aggregate_of(environment_name: str) -> str:
+    """The final-score aggregate an environment declares ("last": the last valid entry, whose
+    score@k is the mean; "best" otherwise), read from the installed environment; "best" for one
+    that is not installed."""
+    from rebench_core.registry import load_plugins
+
+    try:
+        return load_plugins().environment(environment_name).load()().aggregate
+    except Exception:  # not installed here, or it cannot load: METR's tasks but one use "best"
+        return "best"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from typing import Any, NoReturn
@@ -37,16 +38,28 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def parse_settings(pairs: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """`key=value` pairs into (scaffold settings, model settings); `model.key=value` goes to the model."""
+def parse_settings(pairs: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """`key=value` pairs into (scaffold, model, environment) settings: `model.key=value` goes to the
+    model backend, `env.key=value` to the environment, the rest to the scaffold."""
     scaffold: dict[str, Any] = {}
     model: dict[str, Any] = {}
+    env: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         key = key.strip()
         if not sep or not key:
-            fail(f"--set {pair!r}: expected key=value (for example --set n_options=4, or "
-                 f"--set model.temperature=0.5 for the model backend)")
-        target = model if key.startswith("model.") else scaffold
-        target[key.removeprefix("model.")] = parse_value(value)
-    return scaffold, model
+            fail(f"--set {pair!r}: expected key=value (for example --set n_options=4, "
+                 f"--set model.temperature=0.5 for the model backend, or --set env.KEY=VALUE for the environment)")
+        owner, _, rest = key.partition(".")
+        target = {"model": model, "env": env}.get(owner) if rest else None
+        if target is None:
+            scaffold[key] = parse_value(value)
+        else:
+            target[rest] = parse_value(value)
+    return scaffold, model, env
+
+
+def add_version(parser: argparse.ArgumentParser) -> None:
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")

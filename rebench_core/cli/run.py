@@ -10,11 +10,12 @@ import sys
 from pathlib import Path
 
 from ..display import make_display
-from ..harness import ConfigError, Run, plan_run
+from ..harness import Run
+from ..planning import ConfigError, plan_run
 from ..runconfig import RunConfig, default_cache_root
 from ..limits import Limits, parse_duration
 from ..registry import Registry
-from .common import fail, load_errors_note, parse_settings, registry_or_exit
+from .common import add_version, fail, load_errors_note, parse_settings, registry_or_exit
 
 EXIT_BY_STATUS = {"submitted": 0, "time_limit": 0, "token_limit": 0, "cost_limit": 0, "error": 1, "interrupted": 130}
 
@@ -40,7 +41,11 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
     p.add_argument("--samples", default="1", help="runs per configuration (a study when > 1)")
     p.add_argument("--concurrency", default="1", help="runs at a time in a study")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="scaffold setting; model.KEY=VALUE for the model backend")
+                   help="a scaffold setting; model.KEY=VALUE for the model backend, env.KEY=VALUE for the "
+                        "environment (never put API keys here: the backends read them from the environment)")
+    p.add_argument("--paper-constants", action="store_true",
+                   help="at full size on hardware other than the paper's, normalise with the paper's constants "
+                        "instead of calibrating on this machine")
     p.add_argument("--seed", help="seed for the scaffold's random choices")
     p.add_argument("--out", help="run directory (or study directory); default runs/<time>-<env>-<scaffold>")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
@@ -56,18 +61,23 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
                                                     "it for each of its runs); other run flags are refused")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout, no live display")
     p.add_argument("--quiet", action="store_true", help="no live display")
+    add_version(p)
     return p
 
 
-def _positive(text: str | None, flag: str, kind: type) -> float | int | None:
+def _number(text: str | None, flag: str, kind: type) -> float | int | None:
     if text is None:
         return None
     try:
-        value = kind(text)
+        return kind(text)
     except ValueError:
         fail(f"{flag} {text!r}: expected a positive {'whole number' if kind is int else 'number'}")
-    if value <= 0:
-        fail(f"{flag} {text!r}: must be positive")
+
+
+def _count(text: str, flag: str) -> int:
+    value = _number(text, flag, int)
+    if value is None or value < 1:
+        fail(f"{flag} {text!r}: expected a whole number, 1 or more")
     return value
 
 
@@ -84,8 +94,14 @@ def parse_limits(args: argparse.Namespace) -> Limits:
         time_s = parse_duration(args.time_limit)
     except ValueError as exc:
         fail(f"--time-limit: {exc}")
-    return Limits(time_s=time_s, tokens=_positive(args.token_limit, "--token-limit", int),
-                  cost_usd=_positive(args.cost_limit, "--cost-limit", float))
+    tokens = _number(args.token_limit, "--token-limit", int)
+    cost = _number(args.cost_limit, "--cost-limit", float)
+    if tokens is not None and tokens <= 0:
+        fail(f"--token-limit {args.token_limit!r}: expected a positive whole number")
+    try:
+        return Limits(time_s=time_s, tokens=tokens, cost_usd=cost)
+    except ValueError:
+        fail(f"--cost-limit {args.cost_limit!r}: expected a positive, finite number of dollars")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -105,16 +121,16 @@ def main(argv: list[str] | None = None) -> None:
         except (OSError, ValueError, TypeError) as exc:
             fail(f"--study {args.study}: {exc}")
         out = Path(args.out) if args.out else Path("runs") / Path(args.study).stem
-        raise SystemExit(run_study(spec, out, concurrency=int(_positive(args.concurrency, "--concurrency", int)),
+        raise SystemExit(run_study(spec, out, concurrency=_count(args.concurrency, "--concurrency"),
                                    registry=registry, json_output=args.json))
     if not args.scaffold or not args.model:
         parser.error("--scaffold and --model are required (or give --study FILE)")
     if args.resume and (args.overwrite or not args.out):
         parser.error("--resume needs --out (the run to continue) and cannot go with --overwrite")
     limits = parse_limits(args)
-    scaffold_settings, model_settings = parse_settings(args.set)
-    samples = int(_positive(args.samples, "--samples", int) or 1)
-    concurrency = int(_positive(args.concurrency, "--concurrency", int) or 1)
+    scaffold_settings, model_settings, env_settings = parse_settings(args.set)
+    samples = _count(args.samples, "--samples")
+    concurrency = _count(args.concurrency, "--concurrency")
     try:
         tool_timeout = parse_duration(args.tool_timeout)
     except ValueError as exc:
@@ -135,7 +151,8 @@ def main(argv: list[str] | None = None) -> None:
     env_name, _, variant = args.env.partition(":")
     config = RunConfig(environment=env_name, variant=variant or "main", scaffold=args.scaffold, model=args.model,
                        size=args.size, limits=limits, scaffold_settings=scaffold_settings,
-                       model_settings=model_settings, out_dir=Path(args.out) if args.out else None, seed=seed,
+                       model_settings=model_settings, env_settings=env_settings,
+                       out_dir=Path(args.out) if args.out else None, seed=seed, paper_constants=args.paper_constants,
                        cache_dir=Path(args.cache_dir) if args.cache_dir else default_cache_root(),
                        existing="resume" if args.resume else "overwrite" if args.overwrite else "refuse",
                        tool_timeout_s=tool_timeout, endpoint_model=args.endpoint_model)

@@ -44,7 +44,7 @@ class ModularAgent(Scaffold):
         s: ModularSettings = self.settings  # type: ignore[assignment]
         if s.resume == "require" and not store.exists():
             raise StateError(f"resume=require but {store.state_path} does not exist")
-        settings = self.resolved_settings()
+        settings = s.model_dump(mode="json")
         if s.resume != "never" and store.exists():
             state, saved_settings = store.load(), store.saved_settings()
             changed = sorted(k for k, v in settings.items() if saved_settings.get(k) != v)

@@ -8,8 +8,7 @@ privileged scorer).
 
 from pathlib import Path
 
-from rebench_core import Environment, Normalization, ScoreEntry
-from rebench_core.sandbox import read_agent_file
+from rebench_core import EnvContext, Environment, Normalization, ScoreEntry, read_agent_file
 
 SECRETS = {"small": 737, "full": 737_123}
 RANGES = {"small": 1000, "full": 1_000_000}
@@ -24,14 +23,14 @@ class GuessNumber(Environment):
     aggregate = "best"
     score_timeout_s = 10.0
 
-    def setup(self, workspace: Path, protected_dir: Path, size: str, variant: str) -> str:
+    def setup(self, ctx: EnvContext, workspace: Path, protected_dir: Path) -> str:
         (workspace / "answer.txt").write_text("0\n")
-        (protected_dir / "secret.txt").write_text(f"{SECRETS[size]}\n")
-        return (f"A secret integer between 0 and {RANGES[size]} is hidden from you. Write your guess to "
+        (protected_dir / "secret.txt").write_text(f"{SECRETS[ctx.size]}\n")
+        return (f"A secret integer between 0 and {RANGES[ctx.size]} is hidden from you. Write your guess to "
                 f"answer.txt in your workspace. The score is |guess - secret| (lower is better); use the "
                 f"score tool to score your current answer, and submit when done.")
 
-    def score(self, workspace: Path, protected_dir: Path, size: str) -> ScoreEntry:
+    def score(self, ctx: EnvContext, workspace: Path, protected_dir: Path) -> ScoreEntry:
         try:
             text = read_agent_file("answer.txt", workspace, max_bytes=100).decode()
         except ValueError as exc:
@@ -45,6 +44,9 @@ class GuessNumber(Environment):
         return ScoreEntry(raw=float(distance), message={"score": distance, "guess": guess},
                           details={"secret": secret})
 
-    def normalization(self, size: str) -> Normalization:
+    def normalization(self, ctx: EnvContext) -> Normalization:
         # Start: the staged guess 0; reference: the exact answer.
-        return Normalization(y_start=float(SECRETS[size]), y_ref=0.0, source="starting guess 0, exact answer")
+        return Normalization(y_start=float(SECRETS[ctx.size]), y_ref=0.0, source="starting guess 0, exact answer")
+
+    def install_reference(self, ctx: EnvContext, workspace: Path) -> None:
+        (workspace / "answer.txt").write_text(f"{SECRETS[ctx.size]}\n")
