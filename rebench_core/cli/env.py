@@ -12,7 +12,7 @@ from ..runconfig import default_cache_root
 from ..sandbox import AgentIdentity, using_identity
 from ..scoring import checked
 from ..settings import SettingsError, validate_settings
-from .common import fail, parse_value, registry_or_exit
+from .common import add_version, fail, parse_value, registry_or_exit
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--endpoint-model", help="the model behind the metered endpoint of environments that serve one")
     p.add_argument("--paper-constants", action="store_true",
                    help="at full size on other hardware than the paper's, use its normalisation constants")
+    add_version(p)
     # Intermixed: `rebench-env setup NAME --size small DIR` (options before DIR) is the usual order.
     args = p.parse_intermixed_args(argv)
     registry = registry_or_exit()

@@ -22,19 +22,21 @@ EXIT_BY_STATUS = {"submitted": 0, "time_limit": 0, "token_limit": 0, "cost_limit
 
 def build_parser(registry: Registry) -> argparse.ArgumentParser:
     providers = ", ".join(sorted(registry.backends)) or "none"
-    epilog = (f"installed environments: {', '.join(sorted(registry.environments)) or 'none'}\n"
-              f"installed scaffolds:    {', '.join(sorted(registry.scaffolds)) or 'none'}\n"
-              f"model providers:        {providers} (write --model PROVIDER/MODEL, or a bare model name "
-              f"that one provider claims)\n"
-              f"see `rebench-list` for details")
+    epilog = "`rebench-list` describes what is installed; docs/design.md has every flag's contract."
     p = argparse.ArgumentParser(prog="rebench-run", description=__doc__, epilog=epilog,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", help="ENV[:VARIANT]; omit to run every installed environment as one study")
-    p.add_argument("--scaffold")
-    p.add_argument("--model", help="PROVIDER/MODEL, or a bare model name (o1-preview, gpt-4o, ...)")
+    p.add_argument("--env", metavar="ENV[:VARIANT]",
+                   help=f"one of: {', '.join(sorted(registry.environments)) or 'none installed'}; omit it to run "
+                        f"every installed environment as one study")
+    p.add_argument("--scaffold", help=f"one of: {', '.join(sorted(registry.scaffolds)) or 'none installed'} "
+                                      f"(required)")
+    p.add_argument("--model", help=f"PROVIDER/MODEL with PROVIDER one of: {providers}; or a bare model name that "
+                                   f"one provider claims (o1-preview, gpt-4o, ...) (required)")
     p.add_argument("--study", help="a study file (TOML or JSON): environments x scaffolds x models x sizes x "
                                    "time limits x samples, run into one study directory (--out)")
-    p.add_argument("--size", default="full", help="small (CPU, minutes) or full (the RE-Bench scale; default)")
+    p.add_argument("--size", default="full", metavar="{small,full}",
+                   help="small: a laptop CPU, minutes; full: the RE-Bench scale, which needs the GPUs the environment "
+                        "declares (default: full)")
     p.add_argument("--time-limit", default="2h", help="counted time, e.g. 30m, 2h, 8h (default 2h)")
     p.add_argument("--token-limit", help="total tokens (input, cached and output)")
     p.add_argument("--cost-limit", help="dollars; each model call is checked against its worst case first")
