@@ -136,6 +136,12 @@ class PromptEncoder:
 
     def encode(self, call: int, messages: list[Message]) -> tuple[int | None, list[Any]]:
         previous, base = self._previous, self._call
+        self._previous, self._call = list(messages), call
+        kept = len(previous)
+        # The common case, a conversation that only grew: one C-speed comparison (identical objects
+        # compare equal without a field-by-field look).
+        if kept and len(messages) >= kept and messages[:kept] == previous:
+            return base, [[0, kept], *(m.to_dict() for m in messages[kept:])]
         where: dict[tuple[str, str], list[int]] = {}
         for i, m in enumerate(previous):
             where.setdefault((m.role, m.content), []).append(i)
@@ -156,7 +162,6 @@ class PromptEncoder:
                 run_start, run_stop = found, found + 1
         if run_stop >= 0:
             ops.append([run_start, run_stop])
-        self._previous, self._call = list(messages), call
         return (base if any(isinstance(op, list) for op in ops) else None), ops
 
 

@@ -15,15 +15,17 @@ import importlib
 import os
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pluggy
 
 from . import hookspecs
-from .model import Model
 from .prices import PriceBook, PriceRow
-from .retry import RetryPolicy
-from .types import Completion
+
+if TYPE_CHECKING:  # imported when a model is built: listing and --help never need them
+    from .model import Model
+    from .retry import RetryPolicy
+    from .types import Completion
 
 ENTRY_POINT_GROUP = "rebench"
 
@@ -144,6 +146,9 @@ class Registry:
         """The model `spec` names (``provider/model`` or a bare name one provider claims), built
         with `settings`, priced with the row in force today (or the backend's fallback), retrying
         with `retry`. The one way anything in rebench gets a model."""
+        from .model import Model
+        from .retry import RetryPolicy
+
         registered, name = self.resolve_model(spec)
         backend_cls = registered.load()
         problems = getattr(backend_cls, "problems", lambda model: [])(name)
