@@ -103,9 +103,9 @@ class Registry:
         tables = {"rebench_register_environments": ("environment", self.environments),
                   "rebench_register_scaffolds": ("scaffold", self.scaffolds),
                   "rebench_register_model_backends": ("model backend", self.backends)}
-        for plugin in list(self.pm.get_plugins()):
-            name = self.pm.get_name(plugin)
-            others = [p for p in self.pm.get_plugins() if p is not plugin]
+        plugins = self.pm.list_name_plugin()  # in load order, so "registered twice" names them alike
+        for name, plugin in plugins:
+            others = [p for _, p in plugins if p is not plugin]
             for hook, (kind, table) in tables.items():
                 self.pm.subset_hook_caller(hook, others)(register=self._registrar(kind, table, name))
             self.pm.subset_hook_caller("rebench_register_prices", others)(register=self._price_registrar(name))
