@@ -12,7 +12,7 @@ from pathlib import Path
 from ..display import make_display
 from ..harness import Run
 from ..planning import ConfigError, plan_run
-from ..runconfig import RunConfig, default_cache_root
+from ..runconfig import DEFAULT_TIME_LIMIT_S, RunConfig, default_cache_root
 from ..limits import Limits, parse_duration
 from ..registry import Registry
 from .common import add_version, fail, load_errors_note, parse_settings, registry_or_exit
@@ -37,7 +37,9 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
     p.add_argument("--size", default="full", metavar="{small,full}",
                    help="small: a laptop CPU, minutes; full: the RE-Bench scale, which needs the GPUs the environment "
                         "declares (default: full)")
-    p.add_argument("--time-limit", default="2h", help="counted time, e.g. 30m, 2h, 8h (default 2h)")
+    default_limit = f"{DEFAULT_TIME_LIMIT_S / 3600:g}h"
+    p.add_argument("--time-limit", default=default_limit,
+                   help=f"counted time, e.g. 30m, 2h, 8h (default {default_limit}, RE-Bench's main horizon)")
     p.add_argument("--token-limit", help="total tokens (input, cached and output)")
     p.add_argument("--cost-limit", help="dollars; each model call is checked against its worst case first")
     p.add_argument("--samples", default="1", help="runs per configuration (a study when > 1)")
