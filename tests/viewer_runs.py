@@ -4,6 +4,7 @@ scripted model on the example environment guess_number (small: the secret is 737
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 from pathlib import Path
 from typing import Any
@@ -73,4 +74,28 @@ def make_runs(root: Path) -> dict[str, Path]:
                               exec_timeout_s=5.0)
         return {"modular": modular, "aide": aide}
 
-    return asyncio.run(both())
+    # In a thread of its own: the caller may be inside an event loop (a pytest-asyncio test's).
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, both()).result()
+
+
+def ensure_start_archive(run_dir: Path) -> None:
+    """The starting workspace, as `RUN_DIR/workspace_start.tar.gz` holds it, for runs of a harness that
+    does not write one yet: guess_number's own setup, staged afresh."""
+    import tarfile
+    import tempfile
+
+    from rebench_core.registry import load_plugins
+
+    if (run_dir / "workspace_start.tar.gz").exists():
+        return
+    env = load_plugins().environment("guess_number").load()()
+    with tempfile.TemporaryDirectory() as scratch:
+        workspace, protected = Path(scratch) / "workspace", Path(scratch) / "protected"
+        workspace.mkdir()
+        protected.mkdir()
+        env.setup(workspace, protected, "small", "main")
+        with tarfile.open(run_dir / "workspace_start.tar.gz", "w:gz") as tar:
+            for path in sorted(workspace.rglob("*")):
+                if path.is_file():
+                    tar.add(path, arcname=str(path.relative_to(workspace)))

@@ -9,6 +9,7 @@ regular files are opened, and nothing larger than `SHOWN_BYTES` is read.
 from __future__ import annotations
 
 import difflib
+import errno
 import hashlib
 import json
 import os
@@ -97,7 +98,12 @@ def _ending_files(root: Path) -> tuple[dict[str, os.stat_result], list[str]]:
 def read_file(root: Path, rel: str) -> bytes:
     """A regular file inside root, refusing links and anything that resolves outside root."""
     full = os.path.join(root, rel)
-    fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ValueError(f"{rel} is a symbolic link: not followed") from None
+        raise
     try:
         st = os.fstat(fd)
         real = os.path.realpath(f"/proc/self/fd/{fd}") if os.path.exists("/proc/self/fd") else os.path.realpath(full)

@@ -318,15 +318,15 @@ class RunPage {
     switch (item.type) {
       case "model_request":
         return make("model pending", `model call #${item.call ?? "?"}`, "waiting for the model…",
-          el("span", { class: "since", "data-ts": item.ts }, ""),
+          sinceNode(item.ts),
           () => el("div", { class: "kv" }, kv({ purpose: item.purpose, "prompt tokens (estimate)": e.prompt_tokens_estimate, "max tokens": e.max_tokens })));
       case "model_call": return this.modelCall(item, make);
       case "tool_call":
-        return make("tool pending", e.tool, firstLine(e.input), el("span", { class: "since", "data-ts": item.ts }, ""),
+        return make("tool pending", e.tool, firstLine(e.input), sinceNode(item.ts),
           () => [el("h3", {}, "input"), folded(e.input), el("div", { class: "muted" }, `running; times out after ${duration(e.timeout_s)}`)]);
       case "tool_result": return this.toolResult(item, make);
       case "score_start":
-        return make("score pending", `scoring (${e.trigger})`, "scoring…", el("span", { class: "since", "data-ts": item.ts }, ""));
+        return make("score pending", `scoring (${e.trigger})`, "scoring…", sinceNode(item.ts));
       case "score": {
         const gist = e.valid ? `raw ${shortNum(e.raw)} · normalised ${num(e.normalized)}`
           : `invalid: ${firstLine((e.message || {}).error || "no reason given")}`;
@@ -368,7 +368,8 @@ class RunPage {
     const calls = (message.tool_calls || []).map((c) => c.name);
     const gist = firstLine(message.content) || (calls.length ? `calls ${calls.join(", ")}` : "(empty reply)");
     const retries = item.retries || [];
-    const meta = [`${count(inTokens)} in / ${count(u.output_tokens)} out`, dollars(e.cost_usd), duration(e.latency_s),
+    const meta = [`${count(inTokens)} in / ${count(u.output_tokens)} out`, dollars(e.cost_usd),
+                  e.latency_s === undefined || e.latency_s === null ? null : duration(e.latency_s),
                   retries.length ? `${retries.length} ${retries.length === 1 ? "retry" : "retries"}` : null,
                   calls.length ? `→ ${calls.join(", ")}` : null].filter(Boolean).join(" · ");
     const label = item.purpose === "agent" ? `model call #${item.call ?? "?"}` : `model call (${item.purpose})`;
@@ -383,20 +384,21 @@ class RunPage {
           const said = item.input_base === null || item.input_base === undefined
             ? `${keptCount} ${plural} sent in earlier calls, not repeated here`
             : `${keptCount} ${plural} as in call #${item.input_base} (its messages ${ranges}), not repeated here`;
-          const whole = el("div");
           parts.push(el("div", { class: "kept" }, `${said} · `,
             el("button", { class: "link", onclick: async (ev) => {
               ev.target.disabled = true;
               try {
                 const data = await getJSON(`/api/prompt/${item.call}/${encodePath(this.runId)}`);
-                whole.replaceChildren(el("h3", {}, "the whole prompt"), ...data.messages.map((m, i) => messageBox(m, i)));
-              } catch (error) { whole.replaceChildren(el("div", { class: "problem" }, error.message)); }
-            } }, "show the whole prompt")), whole);
+                const fresh = new Set(item.new.map((entry) => entry.position));
+                messages.replaceChildren(el("div", { class: "kept" }, `the whole prompt, ${data.messages.length} messages:`),
+                  ...data.messages.map((m, i) => messageBox(m, i, null, fresh.has(i))));
+              } catch (error) { messages.append(el("div", { class: "problem" }, error.message)); }
+            } }, "show the whole prompt")));
         }
         if (item.prompt_error) parts.push(el("div", { class: "problem" }, item.prompt_error));
-        if (item.new.length) parts.push(el("div", { class: "kept" }, `${item.new.length} new in this call:`));
-        else parts.push(el("div", { class: "kept" }, "nothing new in this call's prompt."));
-        for (const entry of item.new) parts.push(messageBox(entry.message, entry.position));
+        const messages = el("div", {}, el("div", { class: "kept" }, item.new.length ? `${item.new.length} new in this call:`
+          : "nothing new in this call's prompt."), ...item.new.map((entry) => messageBox(entry.message, entry.position)));
+        parts.push(messages);
       }
       parts.push(el("h3", {}, "completion"), messageBox(message, null, "completion"));
       const retryEvents = retries.map((i) => this.items[i]?.event).filter(Boolean);
@@ -536,6 +538,10 @@ class RunPage {
 // ---------------------------------------------------------------------------------------------
 // pieces of the run page
 
+function sinceNode(ts) {
+  return el("span", { class: "since", "data-ts": ts }, ts ? `since ${duration(Date.now() / 1000 - ts)}` : "");
+}
+
 function kv(object) {
   return Object.entries(object).filter(([, v]) => v !== undefined && v !== null && v !== "")
     .map(([k, v]) => el("span", { class: "pair" }, el("span", { class: "k" }, k), " ",
@@ -545,11 +551,11 @@ const without = (object, keys) => Object.fromEntries(Object.entries(object).filt
 const limitsText = (l) => !l ? "none" : [l.time_s ? duration(l.time_s) : null, l.tokens ? `${count(l.tokens)} tokens` : null,
   l.cost_usd ? dollars(l.cost_usd) : null].filter(Boolean).join(", ") || "none";
 
-function messageBox(m, position, label) {
+function messageBox(m, position, label, fresh) {
   m = m || {};
   const role = label || m.role || "?";
-  const head = el("div", { class: "role" }, el("span", {}, role + (m.name ? ` (${m.name})` : "")),
-    el("span", { class: "muted" }, position === null || position === undefined ? "" : `message ${position}`));
+  const where = position === null || position === undefined ? "" : `message ${position}${fresh ? " · new" : ""}`;
+  const head = el("div", { class: "role" }, el("span", {}, role + (m.name ? ` (${m.name})` : "")), el("span", { class: "muted" }, where));
   const box = el("div", { class: `msg ${m.role || ""}` }, head);
   if (m.reasoning) box.append(el("div", { class: "toolcall muted" }, "reasoning:"), folded(m.reasoning, 12));
   if (m.content || !(m.tool_calls || []).length) box.append(folded(m.content || "(empty)", 24));
@@ -593,7 +599,7 @@ function scoreChart(scores, limit, elapsed, direction) {
   // limit would otherwise be a line at the left edge).
   const span = Math.max(elapsed || 0, ...scores.map((s) => s.elapsed_s || 0));
   const showLimit = limit && limit <= span * 1.5;
-  const tMax = (showLimit ? Math.max(limit, span) : span) || 1;
+  const tMax = (showLimit ? Math.max(limit, span) : span * 1.04) || 1;  // room for a last step at the end
   const values = valid.map(value);
   let yMin = normalised ? 0 : Math.min(...values), yMax = normalised ? Math.max(1, ...values) : Math.max(...values);
   if (!values.length) { yMin = 0; yMax = 1; }
