@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .common import fail
 
-DEFAULT_PORT = 7580
+from ..viewer import DEFAULT_PORT
 
 
 def build_parser() -> argparse.ArgumentParser:

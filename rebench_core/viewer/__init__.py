@@ -6,3 +6,5 @@ scaffold's own state (AIDE's journal, Modular's options and choices), and `app` 
 JSON API beside the static page in `static/`. Only `app` needs Starlette; nothing here writes to a
 run directory.
 """
+
+DEFAULT_PORT = 7580  # rebench-view's, and what a report's links to run pages assume
