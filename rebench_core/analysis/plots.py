@@ -235,6 +235,12 @@ def _line_styles(limits) -> dict[Any, str]:
     return {limit: styles[i % len(styles)] for i, limit in enumerate(sorted(limits, key=lambda v: v or 0))}
 
 
+def _round_step(span_s: float) -> float:
+    """A tick step of round seconds, minutes or hours giving four to eight ticks over `span_s`."""
+    steps = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800)
+    return next((s for s in steps if span_s / s <= 8), span_s / 4)
+
+
 def plot_score_over_time(report: Report, out: Path, colors: dict[str, Any]) -> Path | None:
     fig = score_over_time_figure(report, colors)
     return None if fig is None else _save(fig, out / "score_over_time.png")
@@ -247,7 +253,7 @@ def score_over_time_figure(report: Report, colors: dict[str, Any]):
     if not series:
         return None
     plt = _pyplot()
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, MultipleLocator
 
     limits = sorted({cell[3] for cell in series})
     fig, axes = plt.subplots(1, len(limits), figsize=(5.2 * len(limits) + 1.5, 4.4), squeeze=False, sharey=True)
@@ -260,11 +266,12 @@ def score_over_time_figure(report: Report, colors: dict[str, Any]):
             ax.step(grid, mean, where="post", color=colors.get(label), label=label)
         ax.set_xlim(0, limit)
         ax.set_ylim(0, top * 1.05)
+        ax.xaxis.set_major_locator(MultipleLocator(_round_step(limit)))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: format_duration(v)))
         ax.set_title(f"{format_duration(limit)} per attempt")
         ax.set_xlabel("counted time")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="best")
     axes[0][0].set_ylabel("normalised score so far (mean over runs)")
     fig.suptitle("Score over time: best so far (last so far where the last entry counts), each entry held "
                  "until the next", fontsize=10)
