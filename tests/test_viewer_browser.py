@@ -34,13 +34,13 @@ TASK = {"role": "user", "content": "Find the secret number."}
 
 
 @pytest.fixture(scope="module")
-def root():
+def runs():
     path = Path(tempfile.mkdtemp(prefix="rebench-view-test-"))
     os.chmod(path, 0o755)  # the agent user passes through to its workspace
-    runs = make_runs(path)
-    for run in runs.values():
+    made = make_runs(path)
+    for run in made.values():
         ensure_start_archive(run)
-    live = path / "live"
+    live = made["live"] = path / "live"
     live.mkdir()
     (live / "config.json").write_text(json.dumps({"limits": {"time_s": 600}, "agent_workspace": str(live / "ws")}))
     append(live, {"type": "run_start", "log_version": 2, "environment": "guess_number", "size": "small",
@@ -48,7 +48,7 @@ def root():
                   "aggregate": "best", "normalization": {"y_start": 737.0, "y_ref": 0.0},
                   "limits": {"time_s": 600, "tokens": None, "cost_usd": None}},
            {"type": "clock_start"}, {"type": "model_request", "call": 0, "purpose": "agent", "max_tokens": 100})
-    yield path
+    yield made | {"root": path}
     shutil.rmtree(path, ignore_errors=True)
 
 
@@ -59,8 +59,8 @@ def append(run: Path, *events: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def url(root):
-    proc = subprocess.Popen([sys.executable, "-m", "rebench_core.cli.view", str(root), "--port", "0"],
+def url(runs):
+    proc = subprocess.Popen([sys.executable, "-m", "rebench_core.cli.view", str(runs["root"]), "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline().strip()
     assert line.startswith("http://127.0.0.1:"), proc.stderr.read()
@@ -99,25 +99,29 @@ def test_the_runs_list(page, url, shots):
     page.goto(url)
     page.wait_for_selector("tr.run")
     rows = page.locator("tr.run")
-    assert rows.count() == 3
+    assert rows.count() == 4
     assert page.locator("tr.run .badge.running").count() == 1  # the live run
-    assert page.locator("tr.run .badge.submitted").count() == 2
+    assert page.locator("tr.run .badge.submitted").count() == 3
+    # the study's two runs under their cell, with the planned samples and the cell's scores
+    assert page.locator("tr.group").first.inner_text().startswith("study: study (")
+    assert page.locator("tr.cell").inner_text() == (
+        "guess_number/modular/scripted/small-120s: 2 of 2 runs, best 1.000, mean 0.500")
     page.screenshot(path=shots / "runs.png")
     page.fill("input[type=search]", "aide")
     assert rows.count() == 1 and "aide" in rows.first.inner_text()
     page.fill("input[type=search]", "")
     scores = lambda: [rows.nth(i).locator("td").nth(6).inner_text() for i in range(rows.count())]  # noqa: E731
     page.click("th[data-key=final_normalized_score]")  # best first; a run with no score yet last
-    assert scores() == ["1.000", "0.991", "–"]
+    assert scores() == ["1.000", "0.000", "0.991", "–"]  # within the study's cell, then the other runs
     page.click("th[data-key=final_normalized_score]")
-    assert scores() == ["0.991", "1.000", "–"]
+    assert scores() == ["0.000", "1.000", "0.991", "–"]
     rows.filter(has_text="modular").filter(has_text="submitted").first.click()
     page.wait_for_selector(".item.model")
     assert "/run/" in page.url
 
 
-def test_a_model_call_and_a_tool_call(page, url, root, shots):
-    page.goto(f"{url}run{root / 'modular'}")
+def test_a_model_call_and_a_tool_call(page, url, runs, shots):
+    page.goto(f"{url}run{runs['modular']}")
     page.wait_for_selector(".item.model")
     call = page.locator(".item.model").filter(has_text="I will guess 700.")
     call.locator(".head").click()
@@ -145,8 +149,8 @@ def test_a_model_call_and_a_tool_call(page, url, root, shots):
     assert page.locator(".chart circle").count() == 4  # initial, two agent scores, final
 
 
-def test_the_aide_tree(page, url, root, shots):
-    page.goto(f"{url}run{root / 'aide'}#scaffold")
+def test_the_aide_tree(page, url, runs, shots):
+    page.goto(f"{url}run{runs['aide']}#scaffold")
     page.wait_for_selector(".node")
     assert page.locator(".node").count() == 3
     assert "3 nodes, 2 good" in page.locator(".pane:not([hidden])").inner_text()
@@ -155,15 +159,16 @@ def test_the_aide_tree(page, url, root, shots):
     best.locator(".head").first.click()
     assert "move up to 730" in best.inner_text() and "guessed 730" in best.inner_text()
     page.screenshot(path=shots / "aide.png")
-    page.get_by_text("AIDE's own tree.html").click()
-    tree = page.context.wait_for_event("page")
+    with page.context.expect_page() as opened:  # the link opens a tab of its own
+        page.get_by_text("AIDE's own tree.html").click()
+    tree = opened.value
     tree.wait_for_load_state()
     assert "AIDE search tree" in tree.content()
     tree.close()
 
 
-def test_the_workspace_against_the_start(page, url, root, shots):
-    page.goto(f"{url}run{root / 'modular'}#workspace")
+def test_the_workspace_against_the_start(page, url, runs, shots):
+    page.goto(f"{url}run{runs['modular']}#workspace")
     page.wait_for_selector(".filelist div[data-path]")
     row = page.locator(".filelist div[data-path='answer.txt']")
     assert "changed" in row.inner_text()
@@ -174,8 +179,8 @@ def test_the_workspace_against_the_start(page, url, root, shots):
     page.screenshot(path=shots / "workspace.png")
 
 
-def test_a_running_run_is_followed_without_a_reload(page, url, root, shots):
-    live = root / "live"
+def test_a_running_run_is_followed_without_a_reload(page, url, runs, shots):
+    live = runs["live"]
     page.goto(f"{url}run{live}")
     pending = page.locator(".item.pending").filter(has_text="waiting for the model")
     pending.wait_for()
@@ -189,7 +194,9 @@ def test_a_running_run_is_followed_without_a_reload(page, url, root, shots):
            {"type": "tool_call", "tool": "bash", "input": "echo 500 > answer.txt", "timeout_s": 60})
     page.locator(".item.model").filter(has_text="Trying 500.").wait_for(timeout=10_000)
     assert page.locator(".item.pending").filter(has_text="waiting for the model").count() == 0
-    page.locator(".item.tool.pending").filter(has_text="echo 500").wait_for(timeout=10_000)
+    running = page.locator(".item.tool.pending").filter(has_text="echo 500")
+    running.wait_for(timeout=10_000)
+    page.wait_for_function("document.querySelector('.item.tool.pending .since').textContent.endsWith(' s')")
     page.screenshot(path=shots / "live.png")
     append(live, {"type": "tool_result", "tool": "bash", "output": "", "exit_code": 0, "timed_out": False,
                   "duration_s": 0.01},

@@ -56,7 +56,7 @@ AIDE_TURNS = [
 
 
 async def make_run(root: Path, name: str, scaffold: str, turns: list[dict[str, Any]], **settings: Any) -> Path:
-    script = root / f"{name}.json"
+    script = root / f"{name.replace('/', '-')}.json"
     script.write_text(json.dumps({"turns": turns, "price": {"input": 3.0, "output": 15.0}}))
     out = root / name
     config = RunConfig(environment="guess_number", scaffold=scaffold, model=f"scripted/{script}", size="small",
@@ -67,16 +67,22 @@ async def make_run(root: Path, name: str, scaffold: str, turns: list[dict[str, A
 
 
 def make_runs(root: Path) -> dict[str, Path]:
-    """A Modular run (model calls, tool calls with a timeout, scores, a submit) and an AIDE run."""
-    async def both() -> dict[str, Path]:
-        modular = await make_run(root, "modular", "modular", MODULAR_TURNS, command_timeout_s=2.0)
+    """A study of two Modular runs laid out as `rebench-run --study` lays them out (the first with model
+    calls, tool calls, a timeout, scores and a submit; the second submits at once), and an AIDE run."""
+    cell = Path("study") / "guess_number" / "modular" / "scripted" / "small-120s"
+    (root / "study").mkdir()
+    (root / "study" / "study.json").write_text(json.dumps({"environments": ["guess_number"], "samples": 2}))
+
+    async def all_three() -> dict[str, Path]:
+        modular = await make_run(root, str(cell / "sample-000"), "modular", MODULAR_TURNS, command_timeout_s=2.0)
+        quick = await make_run(root, str(cell / "sample-001"), "modular", [MODULAR_TURNS[-1]])
         aide = await make_run(root, "aide", "aide", AIDE_TURNS, num_drafts=2, debug_prob=0.0, max_steps=3,
                               exec_timeout_s=5.0)
-        return {"modular": modular, "aide": aide}
+        return {"modular": modular, "quick": quick, "aide": aide}
 
     # In a thread of its own: the caller may be inside an event loop (a pytest-asyncio test's).
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, both()).result()
+        return pool.submit(asyncio.run, all_three()).result()
 
 
 def ensure_start_archive(run_dir: Path) -> None:

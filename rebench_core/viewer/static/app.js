@@ -38,6 +38,7 @@ const runUrl = (id) => `/run/${encodePath(id)}`;
 function duration(seconds) {
   if (seconds === null || seconds === undefined || !isFinite(seconds)) return "–";
   const s = Math.max(0, seconds);
+  if (s < 1 && s > 0) return `${Math.max(1, Math.round(s * 1000))} ms`;
   if (s < 10) return `${s.toFixed(1)} s`;
   if (s < 60) return `${Math.round(s)} s`;
   if (s < 3600) return Math.round(s % 60) ? `${Math.floor(s / 60)} min ${String(Math.round(s % 60)).padStart(2, "0")} s` : `${Math.floor(s / 60)} min`;
@@ -136,8 +137,8 @@ function renderRunsTable(table, counts, data, state) {
     const cells = study.cells.map((c) => ({ ...c, runs: c.runs.filter((id) => byId.has(id)) })).filter((c) => c.runs.length);
     study.cells.forEach((c) => c.runs.forEach((id) => inStudy.add(id)));
     if (!cells.length) continue;
-    body.append(el("tr", { class: "group" }, el("td", { colspan: LIST_COLUMNS.length }, `study ${study.name}`,
-      el("span", { class: "muted" }, `  ${study.path}`))));
+    body.append(el("tr", { class: "group" }, el("td", { colspan: LIST_COLUMNS.length }, `study: ${study.name}`,
+      el("span", { class: "muted" }, ` (${study.path})`))));
     for (const cell of cells) {
       const members = sorted.filter((r) => cell.runs.includes(r.id));
       const scores = members.map((r) => r.final_normalized_score).filter((v) => v !== null && v !== undefined);
@@ -165,7 +166,8 @@ function runRow(r) {
     counted_s: duration(r.counted_s) + limit, started_at: when(r.started_at),
   };
   return el("tr", { class: "run", "data-id": r.id, title: r.path }, LIST_COLUMNS.map(([k, , cls]) =>
-    el("td", { class: [cls, k === "why" ? "why" : ""].filter(Boolean).join(" ") }, k in cells ? cells[k] : r[k] ?? "")));
+    el("td", { class: [cls, k === "why" || k === "model" ? "clip" : ""].filter(Boolean).join(" "),
+               title: k === "model" || k === "why" ? r[k] || null : null }, k in cells ? cells[k] : r[k] ?? "")));
 }
 
 // ---------------------------------------------------------------------------------------------
