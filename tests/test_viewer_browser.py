@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -196,7 +197,7 @@ def test_a_running_run_is_followed_without_a_reload(page, url, runs, shots):
     assert page.locator(".item.pending").filter(has_text="waiting for the model").count() == 0
     running = page.locator(".item.tool.pending").filter(has_text="echo 500")
     running.wait_for(timeout=10_000)
-    page.wait_for_function("document.querySelector('.item.tool.pending .since').textContent.endsWith(' s')")
+    sync_api.expect(running.locator(".since")).to_have_text(re.compile(r"since [\d.]+ s"))  # ticked past 1 s
     page.screenshot(path=shots / "live.png")
     append(live, {"type": "tool_result", "tool": "bash", "output": "", "exit_code": 0, "timed_out": False,
                   "duration_s": 0.01},
