@@ -309,6 +309,18 @@ def read_transcript(run_dir: str | Path, final: bool = True) -> list[Item]:
     return list(TranscriptReader(run_dir).read(final=final))
 
 
+def prompts(run_dir: str | Path) -> Iterator[list[dict[str, Any]]]:
+    """Every agent model call's whole prompt, in order, streamed from the log (each rebuilt from the
+    deltas as the call was logged). Raises LookupError where the log cannot rebuild one."""
+    reader = TranscriptReader(run_dir)
+    for item in reader.read(final=True):
+        if isinstance(item, ModelCall) and item.purpose == "agent" and item.call is not None:
+            prompt = reader.prompt_of(item.call)
+            if item.prompt_error or prompt is None:
+                raise LookupError(item.prompt_error or f"the log has no prompt for agent model call {item.call}")
+            yield prompt
+
+
 def full_prompt(run_dir: str | Path, call: int) -> list[dict[str, Any]]:
     """The whole prompt of agent call `call`, rebuilt by reading the log up to it.
 

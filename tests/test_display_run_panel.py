@@ -129,7 +129,9 @@ def test_under_a_terminal_the_panel_ticks_and_library_output_goes_above_it(tmp_p
         for _ in range(3):  # three looks, a second and a half apart, while the model takes 4 s
             _screen_after(master, screen, stream, 1.5)
             shown.append("\n".join(line.rstrip() for line in screen.display))
-        proc.wait(timeout=60)
+        deadline = time.monotonic() + 90
+        while proc.poll() is None and time.monotonic() < deadline:  # keep reading: a full pty blocks the run
+            _screen_after(master, screen, stream, 0.5)
         _screen_after(master, screen, stream, 0.5)
     finally:
         if proc.poll() is None:

@@ -64,8 +64,9 @@ async def run_script(tmp_path: Path, registry, turns: list[dict[str, Any]], sett
 
 def prompts(out: Path) -> list[list[dict[str, Any]]]:
     """The messages of every agent model call, rebuilt from events.jsonl's prompt deltas."""
-    decoder = ev.PromptDecoder()
-    return [decoder.decode(e) for e in ev.read_events(out) if e["type"] == "model_call"]
+    from rebench_core.transcript import prompts as logged_prompts
+
+    return list(logged_prompts(out))
 
 
 def history(out: Path) -> list[dict[str, Any]]:

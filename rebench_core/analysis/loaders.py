@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from rebench_core.events import read_events, summarize
+from rebench_core.events import iter_events, summarize
 
 from .normalize import aggregate_of, env_from_metr_task
 from .records import HUMAN, HUMAN_HORIZON_S, RunRecord, ScorePoint
@@ -169,14 +169,17 @@ def _tool_calls(path: Path) -> int | None:
 def _record_from_events(path: Path, config: dict[str, Any]) -> RunRecord:
     """A run without summary.json (still running, or killed): the harness's own rebuild from its events,
     marked ``incomplete`` unless the log reached ``run_end``."""
+    problems: list[str] = []
+    log = path / "events.jsonl"
     try:
-        events = read_events(path)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RunDataError(f"{path / 'events.jsonl'} cannot be read as a run log ({exc})") from exc
+        events = list(iter_events(path, problems))
+    except OSError as exc:
+        raise RunDataError(f"{log} cannot be read as a run log ({exc})") from exc
     try:
         summary = summarize(events)
     except (ValueError, KeyError, TypeError) as exc:
-        raise RunDataError(f"{path}: no summary.json, and events.jsonl cannot be summarised ({exc})") from exc
+        detail = f"; {problems[0]}" if problems else ""
+        raise RunDataError(f"{log}: no summary.json beside it, and it cannot be summarised ({exc}{detail})") from exc
     if not any(e.get("type") == "run_end" for e in events):
         summary["status"] = "incomplete"
     return _record_from_summary(path, summary, config)
