@@ -18,16 +18,13 @@ from typing import Any
 import torch
 
 from .constraint import CallConstraint
+from .sampling import GenerationCancelled, GenerationResult, Sampling
 from .loader import TOKENIZER_LOCK
 
 # Prompt tokens per forward pass. It bounds memory and how long a cancel waits (one chunk: under a
 # second idle, about 3 s at load average 7), for little loss: a 541-token prompt took 14.4 s in
 # 128-token chunks against 13.1 s in 512-token chunks (same load).
 PREFILL_CHUNK = 128
-
-
-class GenerationCancelled(Exception):
-    pass
 
 
 @dataclass
@@ -59,28 +56,6 @@ class PrefixCache:
 
     def store(self, ids: list[int], cache: Any) -> None:
         self.ids, self.cache = ids, cache
-
-
-@dataclass(frozen=True)
-class Sampling:
-    max_tokens: int
-    temperature: float = 0.0   # 0: greedy
-    top_p: float = 1.0
-    seed: int | None = None
-    stop: tuple[str, ...] = ()
-
-
-@dataclass
-class GenerationResult:
-    token_ids: list[int]          # every output token, the end-of-turn token and forced ones included
-    text: str                     # the reply, without the end-of-turn token and cut at a stop sequence
-    stop_reason: str              # "stop" (end of turn or stop sequence), "tool_calls", "length"
-    prefill_s: float
-    decode_s: float
-    seed: int | None
-    forced_tokens: int = 0
-    stop_sequence: str | None = None
-    reused_prompt_tokens: int = 0  # read from the prefix cache instead of computed
 
 
 def generate(model: Any, tokenizer: Any, prompt_ids: list[int], sampling: Sampling, *,

@@ -29,7 +29,19 @@ class StepContext:
     generator: Generator
 
     def tool_specs(self) -> list[ToolSpec]:
-        return [tool.spec for tool in self.tools.values()]
+        """The tools offered this step. Under the small-model profile `score` is not offered right
+        after a step that scored: a tiny model repeats its last call, and an argument-less one
+        most of all, so it would score for the whole run and never change its solution."""
+        specs = [tool.spec for tool in self.tools.values()]
+        if self.settings.profile == "small" and self._last_calls() == {"score"}:
+            specs = [spec for spec in specs if spec.name != "score"]
+        return specs
+
+    def _last_calls(self) -> set[str]:
+        for node in reversed(self.state.history):
+            if node.message.role == "assistant":
+                return {call.name for call in node.message.tool_calls}
+        return set()
 
     def save_output(self, text: str, stem: str = "tool_output") -> str:
         """Write `text` to a new file under the workspace's output folder; return its absolute path."""

@@ -28,8 +28,9 @@ class NativeGenerator:
         self.settings = settings
 
     def preamble(self, ctx: StepContext) -> list[Message]:
-        system = prompts.AGENT_SYSTEM_PROMPT.format(timeout=self.settings.command_timeout_s,
-                                                    max_timeout=self.settings.max_command_timeout_s)
+        template = prompts.SMALL_SYSTEM_PROMPT if self.settings.profile == "small" else prompts.AGENT_SYSTEM_PROMPT
+        system = template.format(timeout=self.settings.command_timeout_s,
+                                 max_timeout=self.settings.max_command_timeout_s)
         task = prompts.NATIVE_TASK.format(instructions=ctx.task.instructions)
         if self.settings.system_prompt_as_user:
             return [Message("user", f"{system}\n\n{task}")]
