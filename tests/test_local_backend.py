@@ -186,9 +186,11 @@ def test_a_call_cut_anywhere_is_closed_into_a_parseable_call():
                 assert full[:cut].startswith(kept) and (kept + closing).endswith(tool_text.CALL_SUFFIX)
                 message = tool_text.decode_reply(Message("assistant", kept + closing), tools)
                 [call] = message.tool_calls
-                assert call.parse_error is None and call.name == name and required_keys_present(call, tools), \
-                    (full[:cut], closing)
-                if name == "configure":
+                written = full[len("Some prose. "):cut]
+                in_opening = len(written) < len(tool_text.call_prefix(name))
+                assert call.name == name or (in_opening and tool_text.call_prefix(call.name).startswith(written))
+                assert call.parse_error is None and required_keys_present(call, tools), (full[:cut], closing)
+                if call.name == "configure":
                     assert "level" in call.arguments["opts"]
                 closed += bool(closing)
     assert closed > 500
@@ -238,10 +240,10 @@ async def test_real_generation_is_greedy_and_counted(backend):
 
 @needs_weights
 async def test_the_prefix_cache_makes_a_grown_conversation_fast_and_changes_nothing(backend):
-    code = (tool_text.__doc__ or "") * 3  # about 1,800 tokens
+    code = (tool_text.__doc__ or "") * 2  # about 1,200 tokens
     first = unique("Here is a module:\n" + code + "\nSay in one word what it is about.")
     cold = await backend.complete(first, None, max_tokens=8)
-    assert cold.usage.cache_read_tokens == 0 and cold.usage.input_tokens > 1500
+    assert cold.usage.cache_read_tokens == 0 and cold.usage.input_tokens > 1000
     warm = await backend.complete(first, None, max_tokens=8)
     assert warm.text == cold.text
     assert warm.usage.cache_read_tokens >= cold.usage.input_tokens - 32
@@ -320,13 +322,14 @@ async def test_constrained_calls_always_parse_within_max_tokens(backend):
     closed = 0
     for seed in range(200):
         tools = tools_sets[seed % 2]
-        max_tokens = 34 + seed % 7
+        max_tokens = backend.engine.min_call_tokens(tools) + seed % 7
         completion = await backend.generate(TASK, tools, max_tokens=max_tokens, temperature=1.3, seed=seed)
         [call] = completion.tool_calls
         assert call.parse_error is None and required_keys_present(call, tools), (seed, completion.raw["text"])
         assert completion.usage.output_tokens <= max_tokens and completion.stop_reason == "tool_calls"
         closed += completion.raw["forced_tokens"] > 0
     assert closed >= 20  # the budget, not the model, ended many of them: the closing was exercised
+    assert 25 <= backend.engine.min_call_tokens([BASH, SUBMIT]) <= backend.engine.min_call_tokens([TYPED, BASH]) <= 45
 
 
 @needs_weights

@@ -380,3 +380,41 @@ async def test_max_steps_stops_the_run(tmp_path: Path):
     task = FakeTask(tmp_path, [reply("", call("bash", command="true"))] * 5)
     await ModularAgent(max_steps=2).run(task)
     assert len(task.calls) == 2 and "modular_max_steps" in task.kinds()
+
+
+# -- the small-model profile -----------------------------------------------------------------------
+
+def test_the_profile_follows_the_context_window():
+    default = ModularSettings()
+    assert default.for_window(200_000) == default.model_copy(update={"profile": "full"})
+    assert default.for_window(None).profile == "full"
+    small = default.for_window(8192)
+    assert (small.profile, small.max_tokens, small.long_output_chars, small.long_output_chars_late) == \
+        ("small", 192, 1500, 1500)
+    assert ModularSettings(profile="full").for_window(8192).max_tokens == 4096  # asked for the full profile
+    assert ModularSettings(profile="small", max_tokens=100).for_window(200_000).max_tokens == 100
+
+
+async def test_a_small_model_gets_the_short_prompt_three_tools_and_a_small_cap(tmp_path: Path):
+    task = FakeTask(tmp_path, [reply("", call("bash", command="true"))] * 2, context_window=8192)
+    await ModularAgent(max_steps=2).run(task)
+    assert [t.name for t in task.calls[0]["tools"]] == ["python", "bash", "score"]
+    assert task.calls[0]["params"] == {"max_tokens": 192, "temperature": 1.0}
+    first = task.calls[0]["messages"][0].content
+    assert first.startswith("You are an AI agent on a Linux machine.") and task.instructions in first
+    assert len(first) < len(task.instructions) + 300
+    assert [e for e in task.events if e.get("kind") == "modular_start"][0]["profile"] == "small"
+
+
+async def test_a_small_model_neither_scores_twice_in_a_row_nor_forgets_to_score(tmp_path: Path):
+    """A tiny model repeats its last call: the small profile offers no score right after one, and
+    only score once `small_score_every` steps went by without one."""
+    bashes = [reply("", call("bash", command="true"))] * 4
+    task = FakeTask(tmp_path, [reply("", call("score"))] + bashes + [reply("", call("score"))], context_window=8192)
+    await ModularAgent(max_steps=6, small_score_every=4).run(task)
+    offered = [[t.name for t in c["tools"]] for c in task.calls]
+    assert offered[0] == ["python", "bash", "score"]
+    assert offered[1] == ["python", "bash"]  # right after a score
+    assert offered[2:5] == [["python", "bash", "score"]] * 3
+    assert offered[5] == ["score"]  # four steps without a score
+    assert len(task.scores) == 2

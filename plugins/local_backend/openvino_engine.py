@@ -126,6 +126,17 @@ class OpenVINOEngine:
             result.reused_prompt_tokens = reused
             return result
 
+    def closing_reserve(self, offered: list[ToolSpec]) -> int:
+        """Tokens kept back from the model for `close_call`: the longest closing, and a margin."""
+        return max(len(self.encode(worst_closing(t))) for t in offered) + CLOSING_SLACK
+
+    def min_call_tokens(self, offered: list[ToolSpec]) -> int:
+        """The smallest max_tokens with which a finished call is guaranteed: the longest opening,
+        one token of arguments, the closing reserve. Below it the reply ends where the budget
+        does, and the parser reports the broken call."""
+        opening = max(len(self.encode(tool_text.call_prefix(t.name))) for t in offered)
+        return opening + 1 + self.closing_reserve(offered)
+
     def _free(self, prompt: list[int], sampling: Sampling, cancel: threading.Event) -> GenerationResult:
         step = self._step(prompt, sampling, sampling.max_tokens, None, cancel, stop=sampling.stop)
         text = self.decode(_without_stop(step.ids, self.stop_token_ids))
@@ -141,10 +152,10 @@ class OpenVINOEngine:
         soc = self._ov_genai.StructuredOutputConfig
         calls = [soc.ConstString(tool_text.call_prefix(t.name)) + soc.JSONSchema(_schema_json(t))
                  + soc.ConstString(tool_text.CALL_SUFFIX) for t in offered]
-        reserve = max(len(self.encode(worst_closing(t))) for t in offered) + CLOSING_SLACK
+        reserve = self.closing_reserve(offered)
         opening = max(len(self.encode(tool_text.call_prefix(t.name))) for t in offered)
         budget = sampling.max_tokens
-        guaranteed = budget >= opening + 1 + reserve
+        guaranteed = budget >= self.min_call_tokens(offered)
         out: list[int] = []
         prefill_s = decode_s = 0.0
         prose = ""

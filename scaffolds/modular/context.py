@@ -29,19 +29,29 @@ class StepContext:
     generator: Generator
 
     def tool_specs(self) -> list[ToolSpec]:
-        """The tools offered this step. Under the small-model profile `score` is not offered right
-        after a step that scored: a tiny model repeats its last call, and an argument-less one
-        most of all, so it would score for the whole run and never change its solution."""
+        """The tools offered this step. A tiny model repeats its last call for ever (an
+        argument-less `score` most of all), so under the small-model profile `score` is not offered
+        right after a step that scored, and is the only tool offered once `small_score_every` steps
+        went by without one: the agent keeps changing its solution and still scores it."""
         specs = [tool.spec for tool in self.tools.values()]
-        if self.settings.profile == "small" and self._last_calls() == {"score"}:
-            specs = [spec for spec in specs if spec.name != "score"]
+        if self.settings.profile != "small" or "score" not in self.tools:
+            return specs
+        recent = self._recent_calls(self.settings.small_score_every)
+        if recent and recent[-1] == {"score"}:
+            return [spec for spec in specs if spec.name != "score"]
+        if len(recent) == self.settings.small_score_every and not any("score" in calls for calls in recent):
+            return [self.tools["score"].spec]
         return specs
 
-    def _last_calls(self) -> set[str]:
+    def _recent_calls(self, n: int) -> list[set[str]]:
+        """The tool names called by each of the last `n` assistant messages, oldest first."""
+        found: list[set[str]] = []
         for node in reversed(self.state.history):
+            if len(found) == n:
+                break
             if node.message.role == "assistant":
-                return {call.name for call in node.message.tool_calls}
-        return set()
+                found.append({call.name for call in node.message.tool_calls})
+        return found[::-1]
 
     def save_output(self, text: str, stem: str = "tool_output") -> str:
         """Write `text` to a new file under the workspace's output folder; return its absolute path."""
