@@ -1,6 +1,12 @@
 """The local model's speed against its goals, OpenVINO GenAI against transformers, interleaved.
 
     python benchmarks/local_model.py [--rounds 2] [--prompt-tokens 3000] [--ov-threads 1 2] [--hf-threads 1]
+                                     [--ort-model DIR]
+
+`--ort-model` adds onnxruntime-genai (importable from this interpreter, e.g. through PYTHONPATH) on a
+model its builder made from the same weights (`python -m onnxruntime_genai.models.builder -i
+<the fp32 cache folder> -o DIR -p int4 -e cpu`: that conversion needs torch, which is why it is only
+a comparison here). Its later step continues the same generator (its own KV cache), its best case.
 
 Goals (issue 19; idle 2-core machine): first token of a 3,000-token prompt in at most 3 s, decode
 at least 30 tokens/s, later steps of a run (the same conversation grown by a tool result) starting
@@ -94,6 +100,56 @@ class Transformers:
         return r.token_ids, r.prefill_s, r.decode_s
 
 
+class OnnxRuntime:
+    def __init__(self, folder: str, threads: int) -> None:
+        import onnxruntime_genai as og
+
+        self.og = og
+        started = time.perf_counter()
+        config = og.Config(folder)
+        config.clear_providers()
+        self.model = og.Model(config)
+        self.tokenizer = og.Tokenizer(self.model)
+        self.load_s = time.perf_counter() - started
+        self.threads = threads
+        self.name = "onnxruntime-genai int4"
+        self.generator = None
+
+    def encode(self, text: str) -> list[int]:
+        return [int(t) for t in self.tokenizer.encode(text)]
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids)
+
+    def prompt(self, text: str) -> list[int]:
+        import json
+
+        template = self.tokenizer.apply_chat_template(json.dumps([{"role": "user", "content": text}]),
+                                                      add_generation_prompt=True)
+        return self.encode(template)
+
+    def run(self, ids: list[int], n: int) -> tuple[list[int], float, float]:
+        import numpy as np
+
+        started = time.perf_counter()
+        previous = getattr(self, "_fed", [])
+        if self.generator is not None and ids[:len(previous)] == previous:
+            new = ids[len(previous):]  # the conversation grew: continue the same generator
+        else:
+            params = self.og.GeneratorParams(self.model)
+            params.set_search_options(max_length=8192, do_sample=False)
+            self.generator, new = self.og.Generator(self.model, params), ids
+        self.generator.append_tokens(np.array(new, dtype=np.int32))
+        out = []
+        first = None
+        for _ in range(n):
+            self.generator.generate_next_token()
+            out.append(int(self.generator.get_next_tokens()[0]))
+            first = first if first is not None else time.perf_counter() - started
+        self._fed = ids + out
+        return out, first, time.perf_counter() - started - first
+
+
 def measure(engine, filler: str, prompt_tokens: int) -> dict[str, float]:
     body = engine.encode(filler)[:prompt_tokens - 40]
     text = f"[{uuid.uuid4().hex}]\n" + engine_decode(engine, body) + "\nSummarise this file."
@@ -105,6 +161,8 @@ def measure(engine, filler: str, prompt_tokens: int) -> dict[str, float]:
 
 
 def engine_decode(engine, ids: list[int]) -> str:
+    if isinstance(engine, OnnxRuntime):
+        return engine.decode(ids)
     if isinstance(engine, OpenVINO):
         return engine.engine.decode(ids)
     return engine.loaded.tokenizer.decode(ids)
@@ -116,11 +174,14 @@ def main() -> None:
     parser.add_argument("--prompt-tokens", type=int, default=3000)
     parser.add_argument("--ov-threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--hf-threads", type=int, nargs="+", default=[1])
+    parser.add_argument("--ort-model", help="an onnxruntime-genai model folder, to compare with")
     args = parser.parse_args()
 
     filler = "\n".join(open(p).read() for p in ("rebench_core/harness.py", "rebench_core/tool_text.py"))
     started_load = loadavg()
     engines = [OpenVINO(t) for t in args.ov_threads]
+    if args.ort_model:
+        engines.append(OnnxRuntime(args.ort_model, max(args.ov_threads)))
     engines += [Transformers(t) for t in args.hf_threads]  # torch threads are process-wide: one setting
     rows: dict[str, list[dict[str, float]]] = {e.name: [] for e in engines}
     loads = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,10 @@ from .loader import TOKENIZER_LOCK
 # second idle, about 3 s at load average 7), for little loss: a 541-token prompt took 14.4 s in
 # 128-token chunks against 13.1 s in 512-token chunks (same load).
 PREFILL_CHUNK = 128
+
+# transformers 5 renames `past_key_values` (which 4.x needs) and warns on every forward pass; the
+# warnings would print over the live display.
+warnings.filterwarnings("ignore", message=r".*`past_key_values`.* deprecated")
 
 
 @dataclass

@@ -186,14 +186,15 @@ def _is_complete(folder: Path) -> bool:
 
 
 class _quiet_transformers:
-    """Hide transformers' weight-loading progress bars (they flood logs and CI output). The GGUF
-    dequantisation bar is plain tqdm and stays: it shows the one-time conversion progressing."""
+    """Hide transformers' weight-loading progress bars and warnings (they flood logs and CI output).
+    The GGUF dequantisation bar is plain tqdm and stays: it shows the one-time conversion progressing."""
 
     def __enter__(self) -> None:
         from transformers.utils import logging as hf_logging
 
         self._was = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()  # its warnings and notices would print over the live display
 
     def __exit__(self, *exc: object) -> None:
         from transformers.utils import logging as hf_logging
