@@ -407,14 +407,16 @@ async def test_a_small_model_gets_the_short_prompt_three_tools_and_a_small_cap(t
 
 
 async def test_a_small_model_neither_scores_twice_in_a_row_nor_forgets_to_score(tmp_path: Path):
-    """A tiny model repeats its last call: the small profile offers no score right after one, and
-    only score once `small_score_every` steps went by without one."""
+    """A tiny model repeats its last call: under the small profile the step after a score must run
+    bash, and a score is forced once `small_score_every` steps went by without one; the tools
+    offered (so the prompt, and the model's prefix cache) stay the same."""
     bashes = [reply("", call("bash", command="true"))] * 4
     task = FakeTask(tmp_path, [reply("", call("score"))] + bashes + [reply("", call("score"))], context_window=8192)
     await ModularAgent(max_steps=6, small_score_every=4).run(task)
-    offered = [[t.name for t in c["tools"]] for c in task.calls]
-    assert offered[0] == ["python", "bash", "score"]
-    assert offered[1] == ["python", "bash"]  # right after a score
-    assert offered[2:5] == [["python", "bash", "score"]] * 3
-    assert offered[5] == ["score"]  # four steps without a score
+    assert {tuple(t.name for t in c["tools"]) for c in task.calls} == {("python", "bash", "score")}
+    forced = [c["params"].get("tool_choice") for c in task.calls]
+    assert forced == [None, "bash", None, None, None, "score"]  # after a score; four steps without one
     assert len(task.scores) == 2
+    full = FakeTask(tmp_path / "full", [reply("", call("score"))] * 3)
+    await ModularAgent(max_steps=3).run(full)
+    assert all("tool_choice" not in c["params"] for c in full.calls)  # large models choose freely

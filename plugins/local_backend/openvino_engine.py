@@ -143,9 +143,9 @@ class OpenVINOEngine:
         hit = _first_stop(text, sampling.stop)
         if hit is not None:
             text = text[:text.find(hit)]
-        return GenerationResult(step.ids, text, "length" if step.finish == "length" and hit is None else "stop",
-                                step.prefill_s,
-                                step.decode_s, sampling.seed, stop_sequence=hit)
+        stop_reason = "length" if step.finish == "length" and hit is None else "stop"
+        return GenerationResult(step.ids, text, stop_reason, step.prefill_s, step.decode_s, sampling.seed,
+                                stop_sequence=hit)
 
     def _call(self, prompt: list[int], sampling: Sampling, offered: list[ToolSpec], mode: str, thinking_tokens: int,
               cancel: threading.Event) -> GenerationResult:
@@ -153,12 +153,11 @@ class OpenVINOEngine:
         calls = [soc.ConstString(tool_text.call_prefix(t.name)) + soc.JSONSchema(_schema_json(t))
                  + soc.ConstString(tool_text.CALL_SUFFIX) for t in offered]
         reserve = self.closing_reserve(offered)
-        opening = max(len(self.encode(tool_text.call_prefix(t.name))) for t in offered)
         budget = sampling.max_tokens
-        guaranteed = budget >= self.min_call_tokens(offered)
+        spare = budget - self.min_call_tokens(offered)  # what the budget holds beyond the shortest call
+        guaranteed = spare >= 0
         out: list[int] = []
         prefill_s = decode_s = 0.0
-        prose = ""
         if mode == "auto":  # prose, then at most one call (the grammar ends the reply after it)
             grammar = soc.TriggeredTags(triggers=["<tool_call"], at_least_one=False, stop_after_first=True,
                                         tags=[soc.Tag(begin=tool_text.call_prefix(t.name), content=soc.JSONSchema(
@@ -168,7 +167,7 @@ class OpenVINOEngine:
             text = self.decode(_without_stop(out, self.stop_token_ids))
             finish = step.finish
         else:
-            allowed_prose = min(thinking_tokens, budget - opening - 1 - reserve) if guaranteed else 0
+            allowed_prose = min(thinking_tokens, spare)
             if allowed_prose > 0:  # prose first, with no "<" so that it cannot start a call itself
                 step = self._step(prompt, sampling, allowed_prose, soc.Regex("[^<]*"), cancel)
                 out, prefill_s, decode_s = step.ids, step.prefill_s, step.decode_s

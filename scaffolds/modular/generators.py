@@ -44,8 +44,10 @@ class NativeGenerator:
 
     async def generate(self, ctx: StepContext, messages: list[Message]) -> list[Option]:
         n = self.settings.samples
+        choice = ctx.tool_choice()
+        forced = {"tool_choice": choice} if choice else {}
         results = await asyncio.gather(
-            *(ctx.task.generate(messages, tools=ctx.tool_specs(), **self.params()) for _ in range(n)),
+            *(ctx.task.generate(messages, tools=ctx.tool_specs(), **self.params(), **forced) for _ in range(n)),
             return_exceptions=True)
         options = []
         for i, result in enumerate(results):

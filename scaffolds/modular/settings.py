@@ -66,7 +66,7 @@ class ModularSettings(pydantic.BaseModel):
     small_max_tokens: int = pydantic.Field(192, ge=1, description="output cap per call under the small profile")
     small_output_chars: int = pydantic.Field(1_500, ge=1, description="tool outputs cut above this, small profile")
     small_score_every: int = pydantic.Field(8, ge=1, description="small profile: steps without a score after "
-                                                                 "which score is the only tool offered")
+                                                                 "which the next step must score")
 
     # -- running ----------------------------------------------------------------------------------
     resume: Literal["auto", "never", "require"] = pydantic.Field(
