@@ -312,6 +312,22 @@ async def test_history_is_middle_truncated_to_three_quarters_of_the_window(tmp_p
     assert any(e["kind"] == "prompt_trimmed" and e["messages_dropped"] > 0 for e in task.events)
 
 
+async def test_trimming_in_strides_keeps_the_kept_part_stable(tmp_path: Path):
+    """With trim_stride, the kept history starts at a multiple of the stride and stays put while the
+    conversation grows, so each prompt extends the last (what a prefix cache needs)."""
+    task = FakeTask(tmp_path, [], context_window=4000, token_limit=None, time_limit_s=None)
+    starts = []
+    for n in range(30, 40):
+        history = [node for i in range(n) for node in step(i, f"output {i} " + "y" * 400)]
+        ctx = make_ctx(task, history, trim_stride=4)
+        messages = await ContextAndUsageAwarePrompter(ctx.settings).prompt(ctx)
+        assert task.count_tokens(messages) <= 3000
+        kept = [m.content for m in messages if m.content.startswith("step ")]
+        starts.append(int(kept[2].split()[1]))  # the first step after the gap (two head steps kept)
+    assert all(start % 4 == 0 for start in starts) and len(set(starts)) <= 4  # moved by whole strides
+    assert starts == sorted(starts) and starts[0] < starts[-1]
+
+
 async def test_a_latest_output_too_big_for_the_window_is_cut(tmp_path: Path):
     history = step(0, "a") + step(1, "z" * 20_000)
     task = FakeTask(tmp_path, [], context_window=4000, token_limit=None, time_limit_s=None)
@@ -389,8 +405,8 @@ def test_the_profile_follows_the_context_window():
     assert default.for_window(200_000) == default.model_copy(update={"profile": "full"})
     assert default.for_window(None).profile == "full"
     small = default.for_window(8192)
-    assert (small.profile, small.max_tokens, small.long_output_chars, small.long_output_chars_late) == \
-        ("small", 192, 1500, 1500)
+    assert (small.profile, small.max_tokens, small.long_output_chars, small.long_output_chars_late,
+            small.trim_stride) == ("small", 192, 1500, 1500, 8)
     assert ModularSettings(profile="full").for_window(8192).max_tokens == 4096  # asked for the full profile
     assert ModularSettings(profile="small", max_tokens=100).for_window(200_000).max_tokens == 100
 

@@ -16,6 +16,7 @@ import pydantic
 # outputs, and a 135M model given six tools submits within a few steps (docs/scaffolds/modular.md).
 SMALL_WINDOW = 16_384
 SMALL_TOOLS = ("python", "bash", "score")
+SMALL_TRIM_STRIDE = 8
 
 
 class ModularSettings(pydantic.BaseModel):
@@ -51,6 +52,8 @@ class ModularSettings(pydantic.BaseModel):
     context_fraction: float = pydantic.Field(0.75, gt=0, le=1, description="history is trimmed to this share of the window")
     fallback_context_window: int = pydantic.Field(128_000, ge=1024, description="used when the model's window is unknown")
     keep_first_messages: int = pydantic.Field(4, ge=0, description="history messages always kept by trimming")
+    trim_stride: int = pydantic.Field(1, ge=1, description="trimming drops steps in multiples of this (the small "
+                                                           "profile: at least 8, so a prefix cache keeps working)")
     warn_fraction: float = pydantic.Field(0.75, ge=0, le=1)
     urgent_fraction: float = pydantic.Field(0.9, ge=0, le=1)
 
@@ -85,4 +88,5 @@ class ModularSettings(pydantic.BaseModel):
             "profile": "small", "max_tokens": min(self.max_tokens, self.small_max_tokens),
             "long_output_chars": min(self.long_output_chars, self.small_output_chars),
             "long_output_chars_late": min(self.long_output_chars_late, self.small_output_chars),
-            "head_tail_chars": min(self.head_tail_chars, self.small_output_chars // 3)})
+            "head_tail_chars": min(self.head_tail_chars, self.small_output_chars // 3),
+            "trim_stride": max(self.trim_stride, SMALL_TRIM_STRIDE)})
