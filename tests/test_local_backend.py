@@ -76,7 +76,8 @@ def test_unknown_model_lists_available():
 
 
 @pytest.mark.parametrize("settings, named", [
-    ({"temprature": 0.5}, "temprature"), ({"use_cache": False}, "use_cache"), ({"thinking_tokens": -1}, "thinking_tokens"),
+    ({"temprature": 0.5}, "temprature"), ({"use_cache": False}, "use_cache"),
+    ({"thinking_tokens": -1}, "thinking_tokens"),
     ({"tool_choice": "sometimes"}, "tool_choice"), ({"threads": 0}, "threads"), ({"max_tokens": "many"}, "max_tokens"),
     ({"top_p": 1.5}, "top_p"),
 ])
@@ -110,7 +111,8 @@ def test_missing_engine_says_how_to_install(monkeypatch):
     from rebench_plugins.local_backend import models
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None if name == "openvino_genai" else real(name))
+    monkeypatch.setattr(models.importlib.util, "find_spec",
+                        lambda name: None if name == "openvino_genai" else real(name))
     assert "pip install 'rebench-harness[local]'" in models.problems("smollm2-135m")[0]
     assert models.problems("no-such-model")[0].startswith("unknown local model 'no-such-model'")
 

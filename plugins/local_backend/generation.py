@@ -19,8 +19,8 @@ from typing import Any
 import torch
 
 from .constraint import CallConstraint
-from .sampling import GenerationCancelled, GenerationResult, Sampling
 from .loader import TOKENIZER_LOCK
+from .sampling import GenerationCancelled, GenerationResult, Sampling
 
 # Prompt tokens per forward pass. It bounds memory and how long a cancel waits (one chunk: under a
 # second idle, about 3 s at load average 7), for little loss: a 541-token prompt took 14.4 s in

@@ -171,7 +171,8 @@ def _load(spec: LocalModelSpec, *, use_cache: bool) -> LoadedModel:
             try:
                 save_converted(model, tokenizer, cached)
             except OSError as exc:  # a read-only home only costs speed next time
-                log.warning("could not cache the converted local model", model=spec.name, cache=str(cached), error=str(exc))
+                log.warning("could not cache the converted local model", model=spec.name, cache=str(cached),
+                            error=str(exc))
     return LoadedModel(spec, model, tokenizer, source, time.perf_counter() - started)
 
 

@@ -97,7 +97,8 @@ class OpenVINOEngine:
         # Tokens that end a reply: end of turn, end of text, and a new turn beginning.
         self.stop_token_ids = {vocab[t] for t in ("<|im_end|>", "<|endoftext|>", "<|im_start|>") if t in vocab}
         self.stop_token_ids.add(self.tokenizer.get_eos_token_id())
-        log.debug("local model loaded", engine="openvino", gguf=str(gguf), threads=threads, load_s=round(self.load_s, 2))
+        log.debug("local model loaded", engine="openvino", gguf=str(gguf), threads=threads,
+                  load_s=round(self.load_s, 2))
 
     # -- tokens ---------------------------------------------------------------------------------
     def chat_ids(self, turns: list[dict[str, str]]) -> list[int]:

@@ -8,7 +8,6 @@ llguidance (constraint.py), steered by budget so that a call always finishes wit
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
 from typing import Any
 
 from rebench_core.types import ToolSpec
@@ -47,7 +46,7 @@ class TransformersEngine:
             threads_before = torch.get_num_threads()
             torch.set_num_threads(self.threads)  # OpenMP keeps it per thread: set in the worker, restored
             try:
-                return generate(loaded.model, loaded.tokenizer, prompt, replace(sampling),
+                return generate(loaded.model, loaded.tokenizer, prompt, sampling,
                                 stop_token_ids=loaded.stop_token_ids, constraint=constraint, cancel=cancel,
                                 prefix=loaded.extra("prefix", PrefixCache))
             finally:

@@ -2,8 +2,9 @@
 docs/scaffolds/modular.md, "Settings"): the original's default pack
 `t_context_and_usage_awarep_gpt_1x4ogda` with the scoring tools added, i.e. toolkit basic,
 prompter context_and_usage_aware, one sample from a native-tool-calling generator, discriminator
-basic, actor basic, a 10-second default command timeout, temperature 1 and 4096 output tokens. Models with a small context window get the small-model
-profile instead (`profile`, `ModularSettings.for_window`)."""
+basic, actor basic, a 10-second default command timeout, temperature 1 and 4096 output tokens.
+Models with a small context window get the small-model profile instead (`profile`,
+`ModularSettings.for_window`)."""
 
 from __future__ import annotations
 
