@@ -54,7 +54,7 @@ def test_plugin_and_backend_import_neither_torch_nor_the_engine():
             "p.rebench_register_model_backends(register=lambda *a, **k: got.append((a, k))); "
             "import rebench_plugins.local_backend.backend; "
             "print(got == [(('local', 'rebench_plugins.local_backend.backend:LocalBackend'), "
-            "{'claims': ('smollm2-135m',)})], *(m in sys.modules for m in ('torch', 'transformers', 'openvino')))")
+            "{'claims': ('smollm2-135m',), 'requires': 'rebench-harness[local]'})], *(m in sys.modules for m in ('torch', 'transformers', 'openvino')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "False", "False", "False"]
