@@ -14,12 +14,13 @@ then, on its own CLOCK_MONOTONIC:
     send "digest"         ->  runner answers a digest of the whole y (untimed)
 
 Over each window the scorer also reads the CPU time the kernel has charged to the runner's
-processes (every process of the candidate's user or session, each read with
-clock_gettime(CLOCK of pid), nothing the solution can patch). The baseline computes the reference output for each candidate seed right after the candidate's
-call (`definition`, untimed), so nothing anywhere knows an input before its call starts. While
-the baseline is timed, the candidate's processes are stopped (SIGSTOP), so nothing the candidate
-left running can slow the baseline. Nothing here judges: `scoring.measure` turns the record into a
-score.
+processes (every process of the candidate's user or session, read through each process's CPU
+clock: nothing the solution can patch). The baseline computes the reference output for each
+candidate seed right after the candidate's call (`definition`, untimed), so nothing anywhere
+knows an input before its call starts. Each runner is stopped (SIGSTOP) while the other is
+timed, so nothing the candidate left running can slow the baseline. On a GPU both sides poll
+their sockets rather than sleep (a sleeping vCPU wakes in milliseconds). Nothing here judges:
+`scoring.measure` turns the record into a score.
 """
 
 from __future__ import annotations
@@ -299,23 +300,8 @@ def run_session(spec: SizeSpec, workspace: Path, launch: Launch, *, agent_uid: i
               "--threads", str(spec.threads), *(["--spin"] if spec.cuda else [])]
     max_line = (1 << 20) + (0 if spec.cuda else spec.n * 16 // 3)  # whole outputs travel only on the CPU
     with contextlib.ExitStack() as stack:
-        base_dir = Path(tempfile.mkdtemp(prefix="rebench-cumsum-baseline-"))  # 0700, ours
-        stack.callback(shutil.rmtree, base_dir, True)
-        shutil.copy(STARTING_SOLUTION, base_dir / "solution.py")
-        (base_dir / "home").mkdir()
-        ours, theirs = socket.socketpair()
-        stack.callback(ours.close)
-        base_err = stack.enter_context(tempfile.TemporaryFile())
-        baseline_proc = subprocess.Popen(
-            [sys.executable, "-I", "-c", source, *common, "--workspace", str(base_dir), "--fd", str(theirs.fileno())],
-            pass_fds=(theirs.fileno(),), cwd=base_dir, env=agent_env(base_dir / "home", spec.child_env()),
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=base_err, start_new_session=True)
-        theirs.close()
-        stack.callback(_reap, baseline_proc)
-        base_nonce = secrets.token_hex(16)
-        baseline_proc.stdin.write((base_nonce + "\n").encode())
-        baseline_proc.stdin.close()
-        baseline = Peer(ours, "baseline", deadline + 60, max_line, spec.cuda)
+        baseline, baseline_proc, base_nonce, base_err = _start_baseline(stack, spec, source, common, deadline,
+                                                                        max_line)
         marks["baseline_spawned"] = time.monotonic()
 
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -365,16 +351,7 @@ def run_session(spec: SizeSpec, workspace: Path, launch: Launch, *, agent_uid: i
                 raise RuntimeError("the baseline runner's nonce does not match")
             baseline.recv("ready")
             marks["baseline_ready"] = time.monotonic()
-            for r in range(pairs):
-                for who in (("baseline", "candidate") if r % 2 == 0 else ("candidate", "baseline")):
-                    if who == "baseline":
-                        with HeldStill(processes):
-                            session.calls.append(_timed_call(baseline, "baseline", r, spec, CpuMeter(base_processes)))
-                    else:
-                        with HeldStill(base_processes):
-                            call = _timed_call(candidate, "candidate", r, spec, CpuMeter(processes))
-                        session.calls.append(call)
-                        _verify(call, candidate, baseline, spec)
+            _pairs(session, spec, pairs, candidate, processes, baseline, base_processes)
             marks["pairs_done"] = time.monotonic()
             candidate.send(op="end")
             bye = candidate.recv("bye")
@@ -414,6 +391,44 @@ def run_session(spec: SizeSpec, workspace: Path, launch: Launch, *, agent_uid: i
                                                 f"with: {proc.stderr[-1500:]}")
     session.phases = {k: round(v - t_begin, 3) for k, v in sorted(marks.items(), key=lambda kv: kv[1])}
     return session
+
+
+def _start_baseline(stack: contextlib.ExitStack, spec: SizeSpec, source: str, common: list[str], deadline: float,
+                    max_line: int) -> tuple[Peer, subprocess.Popen, str, Any]:
+    """Our starting solution in a runner process of ours, on a socket pair only we hold."""
+    base_dir = Path(tempfile.mkdtemp(prefix="rebench-cumsum-baseline-"))  # 0700, ours
+    stack.callback(shutil.rmtree, base_dir, True)
+    shutil.copy(STARTING_SOLUTION, base_dir / "solution.py")
+    (base_dir / "home").mkdir()
+    ours, theirs = socket.socketpair()
+    stack.callback(ours.close)
+    err = stack.enter_context(tempfile.TemporaryFile())
+    proc = subprocess.Popen(
+        [sys.executable, "-I", "-c", source, *common, "--workspace", str(base_dir), "--fd", str(theirs.fileno())],
+        pass_fds=(theirs.fileno(),), cwd=base_dir, env=agent_env(base_dir / "home", spec.child_env()),
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    theirs.close()
+    stack.callback(_reap, proc)
+    nonce = secrets.token_hex(16)
+    proc.stdin.write((nonce + "\n").encode())
+    proc.stdin.close()
+    return Peer(ours, "baseline", deadline + 60, max_line, spec.cuda), proc, nonce, err
+
+
+def _pairs(session: Session, spec: SizeSpec, pairs: int, candidate: Peer, processes: Processes, baseline: Peer,
+           base_processes: Processes) -> None:
+    """The timed calls, baseline and candidate alternating (ABBA), each runner stopped while the
+    other is timed; each candidate output checked against the baseline's reference right after."""
+    for r in range(pairs):
+        for who in (("baseline", "candidate") if r % 2 == 0 else ("candidate", "baseline")):
+            if who == "baseline":
+                with HeldStill(processes):
+                    session.calls.append(_timed_call(baseline, "baseline", r, spec, CpuMeter(base_processes)))
+            else:
+                with HeldStill(base_processes):
+                    call = _timed_call(candidate, "candidate", r, spec, CpuMeter(processes))
+                session.calls.append(call)
+                _verify(call, candidate, baseline, spec)
 
 
 def _accept(listener: socket.socket, worker: threading.Thread, deadline: float) -> socket.socket:

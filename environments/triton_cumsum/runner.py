@@ -312,7 +312,9 @@ def _serve(chan: Channel, caller: Caller, digest: Digest, args: argparse.Namespa
             machine = torch.cuda.get_device_name() if caller.cuda else platform.processor() or platform.machine()
             chan.send(op="bye", tampered=replaced(before), device_name=machine, torch=torch.__version__,
                       stamps=stamps)
-            return
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)  # nothing is left to do: skip the interpreter's (and torch's) slow teardown
         if op in ("go", "reference"):
             y = x = None  # the previous call's memory goes back to the allocator, as in a benchmark loop
         if op == "go":
