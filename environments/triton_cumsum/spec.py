@@ -34,6 +34,11 @@ class SizeSpec:
     def child_env(self) -> dict[str, str]:
         """Environment variables of both runner processes."""
         env = {"OMP_NUM_THREADS": str(self.threads)} if self.threads else {}
+        if not self.cuda:
+            # glibc's malloc would otherwise adapt when it maps and unmaps large blocks, so two
+            # processes running the same code could settle into different page-fault costs (CPU
+            # time) for a whole score; fixed thresholds keep freed blocks in the heap
+            env |= {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 32)}
         if self.interpret_triton:
             env |= {"TRITON_INTERPRET": "1", "CUDA_VISIBLE_DEVICES": ""}
         return env
