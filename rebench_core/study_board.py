@@ -11,7 +11,6 @@ Ray executor on the node that runs the run, which sends the figures back.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections import Counter
@@ -28,23 +27,23 @@ class RunProgress:
 
     def __init__(self, run_dir: Path) -> None:
         self.path = Path(run_dir) / EVENTS_FILE
-        self._start(None)
+        self._start()
 
-    def _start(self, inode: int | None) -> None:
+    def _start(self) -> None:
         self.state = RunState()
-        self._inode = inode
+        self._head = b""  # the log's first line: a different one means a new log (inodes are reused)
         self._offset = 0
         self._partial = b""
         self._paused = False
+        self._counting = False  # the counted clock runs from clock_start (not while preparing)
         self._last_ts: float | None = None
 
     def poll(self) -> dict[str, Any] | None:
         """The run's figures when new events arrived, else None."""
         try:
             with open(self.path, "rb") as f:
-                inode = os.fstat(f.fileno()).st_ino
-                if inode != self._inode:  # a new log (the harness replaced an earlier attempt's)
-                    self._start(inode)
+                if self._head and f.read(len(self._head)) != self._head:
+                    self._start()  # the harness replaced an earlier attempt's log
                 f.seek(self._offset)
                 data = f.read()
         except FileNotFoundError:
@@ -53,6 +52,8 @@ class RunProgress:
             return None
         self._offset += len(data)
         *lines, self._partial = (self._partial + data).split(b"\n")
+        if not self._head and lines:
+            self._head = lines[0] + b"\n"
         for line in lines:
             try:
                 event = json.loads(line)
@@ -62,12 +63,14 @@ class RunProgress:
             self._last_ts = event.get("ts", self._last_ts)
             if event["type"] in ("pause", "resume"):
                 self._paused = event["type"] == "pause"
+            elif event["type"] in ("clock_start", "run_resume"):
+                self._counting = event["type"] == "clock_start"
         return self.snapshot()
 
     def snapshot(self) -> dict[str, Any]:
         s = self.state
         # Counted time moves on between events unless the clock is paused or the run has ended.
-        running = not self._paused and s.status is None and self._last_ts is not None
+        running = self._counting and not self._paused and s.status is None and self._last_ts is not None
         elapsed = s.elapsed + (max(0.0, time.time() - self._last_ts) if running else 0.0)
         return {"elapsed_s": round(elapsed, 1), "ticking": running, "score_calls": s.score_calls,
                 "best": s.best, "best_normalized": s.best_normalized, "status": s.status}

@@ -74,8 +74,10 @@ class Outcome:
 
 def execute(config: RunConfig, log_path: Path, *, env: dict[str, str] | None = None,
             on_progress: Callable[[dict[str, Any]], None] | None = None,
-            stop: Callable[[], bool] = lambda: False, poll_s: float = 1.0) -> Outcome:
-    """Run `config` (whose `out_dir` is the run directory) to its end in a child process."""
+            stop: Callable[[], bool] = lambda: False, on_locked: Callable[[], None] | None = None,
+            poll_s: float = 1.0) -> Outcome:
+    """Run `config` (whose `out_dir` is the run directory) to its end in a child process.
+    `on_locked` runs once the run is this attempt's (a remote node puts the run directory in place)."""
     assert config.out_dir is not None
     run_dir = config.out_dir
     log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -83,6 +85,8 @@ def execute(config: RunConfig, log_path: Path, *, env: dict[str, str] | None = N
         os.chmod(log_path, 0o600)
         if not _lock(log, stop, poll_s):
             return Outcome("not started")
+        if on_locked is not None:
+            on_locked()
         state = run_state(run_dir)
         if state == "done":
             return Outcome("already done", read_summary(run_dir))

@@ -102,10 +102,11 @@ class RayExecutor:
         self.cache_dir = cache_dir
         self.interrupted = False
         self.address = address or os.environ.get("RAY_ADDRESS") or "a local Ray instance"
+        _reachable(address or os.environ.get("RAY_ADDRESS"))
         try:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False,
                      **({} if address or os.environ.get("RAY_ADDRESS") else {"include_dashboard": False}))
-        except (ConnectionError, ValueError, RuntimeError) as exc:
+        except Exception as exc:  # whatever Ray raises for an address it cannot use: one line
             raise StudyError(f"--ray-address {self.address}: cannot connect to Ray: {str(exc).splitlines()[0]}") from None
         self.study_id = hashlib.sha256(f"{socket.gethostname()}:{self.root}".encode()).hexdigest()[:16]
 
@@ -280,6 +281,18 @@ class RayExecutor:
         return outcome
 
 
+def _reachable(address: str | None) -> None:
+    """Refuse a HOST:PORT nothing answers on (Ray itself would retry for ever)."""
+    host, sep, port = (address or "").rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise StudyError(f"--ray-address {address}: nothing answers there ({exc.strerror or exc}); start the cluster "
+                         f"with `ray start --head --port {port}` on {host}, or check the address") from None
+
+
 def _live_nodes(exclude: str | None = None) -> dict[str, dict[str, float]]:
     return {n["NodeID"]: n["Resources"] for n in ray.nodes()
             if n["Alive"] and not (exclude and n["NodeID"] == exclude)}
@@ -329,8 +342,6 @@ def run_on_node(payload: dict[str, Any], secrets: dict[str, str], channel: Any,
     base = Path(payload["shared_dir"]) if shared else scratch_root() / payload["study_id"]
     run_dir = base / key
     log = base / "logs" / payload["log"]
-    if upload is not None:
-        unpack(upload, run_dir)
     log_start = log.stat().st_size if log.exists() else 0
     config = RunConfig.from_dict(payload["config"] | {
         "out_dir": str(run_dir), "cache_dir": payload["cache_dir"] or str(default_cache_root())})
@@ -349,7 +360,8 @@ def run_on_node(payload: dict[str, Any], secrets: dict[str, str], channel: Any,
     def progress(figures: dict[str, Any]) -> None:
         channel.report.remote(key, {"type": "progress", **figures})
 
-    outcome = execute(config, log, env=dict(os.environ) | secrets, on_progress=progress, stop=stop)
+    outcome = execute(config, log, env=dict(os.environ) | secrets, on_progress=progress, stop=stop,
+                      on_locked=None if upload is None else lambda: unpack(upload, run_dir))
     result: dict[str, Any] = {"outcome": outcome.to_dict(), "node": node}
     if not shared:
         result["archive"] = pack(run_dir) if run_dir.exists() else None
