@@ -124,107 +124,17 @@ class RayExecutor:
 
     # -- the study ------------------------------------------------------------------------------
     def run(self, orders: list[RunOrder], board: StudyBoard) -> dict[str, Outcome]:
-        channel = ray.remote(num_cpus=0)(Channel).options(scheduling_strategy=NodeAffinitySchedulingStrategy(
-            ray.get_runtime_context().get_node_id(), soft=False)).remote()
-        task = ray.remote(max_retries=0)(run_on_node)
-        by_key = {o.key: o for o in orders}
-        waiting = list(orders)
-        inflight: dict[Any, str] = {}  # task ref -> run key
-        started: dict[str, str] = {}  # run key -> the node it runs on
-        landed: dict[str, list[tuple[str, str]]] = {}  # node -> (run, log) copied back from its scratch
-        attempts = {o.key: 0 for o in orders}
-        infeasible_since: dict[str, float] = {}
-        cancelled: dict[str, str] = {}  # run key -> why the study cancelled its task
-        outcomes: dict[str, Outcome] = {}
-        signals = {"count": 0}
-
-        def on_signal(signum: int, frame: Any) -> None:
-            signals["count"] += 1
-
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-        def submit(order: RunOrder, why: str) -> None:
-            attempts[order.key] += 1
-            wanted = request(order.resources)
-            ref = task.options(num_cpus=order.resources.cpus, num_gpus=order.resources.gpus,
-                               memory=int(order.resources.memory_gb * 2**30) or None,
-                               resources=dict(order.resources.custom) or None).remote(
-                self._payload(order), _secrets(order), channel, self._upload(order))
-            inflight[ref] = order.key
-            board.pending(order.key, order.job.cell, f"{why} (needs {describe(wanted)})")
-
-        def leave(key: str, reason: str) -> None:
-            board.unfinished(key, by_key[key].job.cell, reason)
-
-        stopping = False
-        last_check = 0.0
+        dispatch = _Dispatch(self, orders, board)
+        previous = {sig: signal.signal(sig, dispatch.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            while waiting or inflight:
-                if signals["count"] and not stopping:
-                    stopping = True
-                    self.interrupted = True
-                    board.line("stopping: runs end `interrupted` and come back; re-invoke to resume "
-                               "(signal again to stop at once)")
-                    channel.stop.remote()
-                    for ref, key in list(inflight.items()):
-                        if key not in started:
-                            cancelled[key] = "stopped before it started"
-                            ray.cancel(ref)
-                    for order in waiting:
-                        leave(order.key, "stopped before it started")
-                    waiting = []
-                if signals["count"] > 1:
-                    for ref in inflight:
-                        ray.cancel(ref, force=True)
-                    for key in inflight.values():
-                        leave(key, "stopped at once: its run directory on the node is resumable")
-                    break
-                while waiting and (self.concurrency is None or len(inflight) < self.concurrency):
-                    submit(waiting.pop(0), "pending")
-                done, _ = ray.wait(list(inflight), num_returns=1, timeout=0.5) if inflight else ([], [])
-                for ref in done:
-                    key = inflight.pop(ref)
-                    node = started.pop(key, None)
-                    order = by_key[key]
-                    try:
-                        result = ray.get(ref)
-                    except ray.exceptions.TaskCancelledError:
-                        leave(key, cancelled.pop(key, "cancelled"))
-                        continue
-                    except SYSTEM_ERRORS as exc:
-                        nodes = _live_nodes(exclude=node)
-                        if stopping or attempts[key] >= ATTEMPTS or not any(
-                                fits(request(order.resources), n) for n in nodes.values()):
-                            leave(key, f"its node was lost ({type(exc).__name__}) and no other live node can "
-                                       f"take it now; the next invocation resumes it")
-                        else:
-                            board.line(f"{key}: its node was lost ({type(exc).__name__}); rescheduled "
-                                       f"(attempt {attempts[key] + 1} of {ATTEMPTS})")
-                            submit(order, "rescheduled")
-                        continue
-                    except ray.exceptions.RayTaskError as exc:
-                        leave(key, f"the task failed on its node: {str(exc.cause).splitlines()[0]}")
-                        continue
-                    outcomes[key] = self._land(order, result)
-                    landed.setdefault(result["node"], []).append((key, order.log.name))
-                    report(board, order, outcomes[key])
-                for key, update in ray.get(channel.drain.remote()):
-                    if key not in inflight.values():
-                        continue  # an update that came after its task's result
-                    if update.pop("type") == "started":
-                        started[key] = update["node"]
-                        board.started(key, by_key[key].job.cell, update["where"])
-                    else:
-                        board.progress(key, update)
-                if time.monotonic() - last_check > CHANNEL_EVERY_S:
-                    last_check = time.monotonic()
-                    self._watch_pending(inflight, started, by_key, infeasible_since, cancelled, board)
+            dispatch.loop()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+        self.interrupted = dispatch.signals > 0
         if self.shared_dir is None:
-            self._forget(landed)
-        return outcomes
+            self._forget(dispatch.landed)
+        return dispatch.outcomes
 
     def _forget(self, landed: dict[str, list[tuple[str, str]]]) -> None:
         """Delete the nodes' scratch copies of the runs the study directory now holds."""
@@ -234,41 +144,22 @@ class RayExecutor:
             self.study_id, runs) for node, runs in landed.items() if node in alive]
         ray.wait(refs, num_returns=len(refs), timeout=30)
 
-    def _watch_pending(self, inflight: dict[Any, str], started: dict[str, str], by_key: dict[str, RunOrder],
-                       infeasible_since: dict[str, float], cancelled: dict[str, str], board: StudyBoard) -> None:
-        """Cancel runs that have waited too long for a node that no longer exists."""
-        nodes = _live_nodes()
-        now = time.monotonic()
-        for ref, key in list(inflight.items()):
-            if key in started:
-                continue
-            wanted = request(by_key[key].resources)
-            if any(fits(wanted, n) for n in nodes.values()):
-                infeasible_since.pop(key, None)
-                continue
-            since = infeasible_since.setdefault(key, now)
-            board.pending(key, by_key[key].job.cell, f"pending: no live node has {describe(wanted)}")
-            if now - since > INFEASIBLE_GRACE_S and key not in cancelled:
-                cancelled[key] = (f"no live node has {describe(wanted)}; the next invocation resumes it "
-                                  f"once one has")
-                ray.cancel(ref)  # lands as TaskCancelledError
-
     # -- what goes out, what comes back ---------------------------------------------------------
-    def _payload(self, order: RunOrder) -> dict[str, Any]:
+    def payload(self, order: RunOrder) -> dict[str, Any]:
         config = order.config.to_dict()
         config["out_dir"] = None  # the node decides: shared storage or its scratch directory
         return {"key": order.key, "config": config, "log": order.log.name, "study_id": self.study_id,
                 "shared_dir": str(self.shared_dir) if self.shared_dir else None,
                 "cache_dir": str(self.cache_dir) if self.cache_dir else None}
 
-    def _upload(self, order: RunOrder) -> bytes | None:
+    def upload(self, order: RunOrder) -> bytes | None:
         """The study directory's unfinished copy of the run, for a node to resume (copy-back only)."""
         run_dir = order.config.out_dir
         if self.shared_dir is not None or run_dir is None or not (run_dir / "events.jsonl").exists():
             return None
         return pack(run_dir)
 
-    def _land(self, order: RunOrder, result: dict[str, Any]) -> Outcome:
+    def land(self, order: RunOrder, result: dict[str, Any]) -> Outcome:
         outcome = Outcome(**result["outcome"])
         if self.shared_dir is None:
             if result.get("archive") is not None:
@@ -279,6 +170,138 @@ class RayExecutor:
                     log.write(result["log"])
                 os.chmod(order.log, 0o600)
         return outcome
+
+
+class _Dispatch:
+    """One invocation's runs on the cluster: submitted within the concurrency cap, followed through
+    the channel, resubmitted after a lost node, cancelled when no live node can take them, landed."""
+
+    def __init__(self, executor: RayExecutor, orders: list[RunOrder], board: StudyBoard) -> None:
+        self.executor, self.board = executor, board
+        self.by_key = {o.key: o for o in orders}
+        self.waiting = list(orders)
+        self.inflight: dict[Any, str] = {}  # task ref -> run key
+        self.started: dict[str, str] = {}  # run key -> the node it runs on
+        self.landed: dict[str, list[tuple[str, str]]] = {}  # node -> (run, log) copied back from its scratch
+        self.attempts = {o.key: 0 for o in orders}
+        self.infeasible_since: dict[str, float] = {}
+        self.cancelled: dict[str, str] = {}  # run key -> why the study cancelled its task
+        self.outcomes: dict[str, Outcome] = {}
+        self.signals = 0
+        self.stopping = False
+        self.channel = ray.remote(num_cpus=0)(Channel).options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+            ray.get_runtime_context().get_node_id(), soft=False)).remote()
+        self.task = ray.remote(max_retries=0)(run_on_node)
+
+    def on_signal(self, signum: int, frame: Any) -> None:
+        self.signals += 1  # acted on in the loop, between Ray calls
+
+    def loop(self) -> None:
+        last_check = 0.0
+        cap = self.executor.concurrency
+        while self.waiting or self.inflight:
+            if self.signals and not self.stopping:
+                self.stop()
+            if self.signals > 1:
+                self.stop_at_once()
+                return
+            while self.waiting and (cap is None or len(self.inflight) < cap):
+                self.submit(self.waiting.pop(0), "pending")
+            done, _ = ray.wait(list(self.inflight), num_returns=1, timeout=0.5) if self.inflight else ([], [])
+            for ref in done:
+                self.collect(ref)
+            self.follow()
+            if time.monotonic() - last_check > CHANNEL_EVERY_S:
+                last_check = time.monotonic()
+                self.watch_pending()
+
+    def submit(self, order: RunOrder, why: str) -> None:
+        self.attempts[order.key] += 1
+        res = order.resources
+        ref = self.task.options(num_cpus=res.cpus, num_gpus=res.gpus, memory=int(res.memory_gb * 2**30) or None,
+                                resources=dict(res.custom) or None).remote(
+            self.executor.payload(order), _secrets(order), self.channel, self.executor.upload(order))
+        self.inflight[ref] = order.key
+        self.board.pending(order.key, order.job.cell, f"{why} (needs {describe(request(res))})")
+
+    def leave(self, key: str, reason: str) -> None:
+        self.board.unfinished(key, self.by_key[key].job.cell, reason)
+
+    def collect(self, ref: Any) -> None:
+        key = self.inflight.pop(ref)
+        node = self.started.pop(key, None)
+        order = self.by_key[key]
+        try:
+            result = ray.get(ref)
+        except ray.exceptions.TaskCancelledError:
+            self.leave(key, self.cancelled.pop(key, "cancelled"))
+            return
+        except SYSTEM_ERRORS as exc:
+            others = _live_nodes(exclude=node)
+            if self.stopping or self.attempts[key] >= ATTEMPTS or not any(
+                    fits(request(order.resources), n) for n in others.values()):
+                self.leave(key, f"its node was lost ({type(exc).__name__}) and no other live node can take it "
+                                f"now; the next invocation resumes it")
+            else:
+                self.board.line(f"{key}: its node was lost ({type(exc).__name__}); rescheduled "
+                                f"(attempt {self.attempts[key] + 1} of {ATTEMPTS})")
+                self.submit(order, "rescheduled")
+            return
+        except ray.exceptions.RayTaskError as exc:
+            self.leave(key, f"the task failed on its node: {str(exc.cause).splitlines()[0]}")
+            return
+        self.outcomes[key] = self.executor.land(order, result)
+        self.landed.setdefault(result["node"], []).append((key, order.log.name))
+        report(self.board, order, self.outcomes[key])
+
+    def follow(self) -> None:
+        """What the running tasks reported: where they started, their figures."""
+        running = set(self.inflight.values())
+        for key, update in ray.get(self.channel.drain.remote()):
+            if key not in running:
+                continue  # an update that came after its task's result
+            if update.pop("type") == "started":
+                self.started[key] = update["node"]
+                self.board.started(key, self.by_key[key].job.cell, update["where"])
+            else:
+                self.board.progress(key, update)
+
+    def watch_pending(self) -> None:
+        """Cancel runs that have waited too long for a node that no longer exists."""
+        nodes = _live_nodes()
+        now = time.monotonic()
+        for ref, key in list(self.inflight.items()):
+            if key in self.started:
+                continue
+            wanted = request(self.by_key[key].resources)
+            if any(fits(wanted, n) for n in nodes.values()):
+                self.infeasible_since.pop(key, None)
+                continue
+            since = self.infeasible_since.setdefault(key, now)
+            self.board.pending(key, self.by_key[key].job.cell, f"pending: no live node has {describe(wanted)}")
+            if now - since > INFEASIBLE_GRACE_S and key not in self.cancelled:
+                self.cancelled[key] = (f"no live node has {describe(wanted)}; the next invocation resumes it "
+                                       f"once one has")
+                ray.cancel(ref)  # lands as TaskCancelledError
+
+    def stop(self) -> None:
+        """Running runs end `interrupted` and come back; the others are cancelled."""
+        self.stopping = True
+        self.board.line("stopping: runs end `interrupted` and come back; re-invoke to resume "
+                        "(signal again to stop at once)")
+        self.channel.stop.remote()
+        for ref, key in list(self.inflight.items()):
+            if key not in self.started:
+                self.cancelled[key] = "stopped before it started"
+                ray.cancel(ref)
+        for order in self.waiting:
+            self.leave(order.key, "stopped before it started")
+        self.waiting = []
+
+    def stop_at_once(self) -> None:
+        for ref, key in self.inflight.items():
+            ray.cancel(ref, force=True)
+            self.leave(key, "stopped at once: its run directory on its node is resumable")
 
 
 def _reachable(address: str | None) -> None:
