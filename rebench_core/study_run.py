@@ -58,7 +58,7 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
 class Outcome:
     """How one attempt ended. `summary` is None when the run did not start (the log says why)."""
 
-    state: Literal["finished", "failed to start", "not started", "already done"]
+    state: Literal["finished", "failed to start", "not started", "already done", "ended unfinished"]
     summary: dict[str, Any] | None = None
     resumed: bool = False
 
@@ -102,10 +102,11 @@ def execute(config: RunConfig, log_path: Path, *, env: dict[str, str] | None = N
             _end(child)
             raise
         summary = read_summary(run_dir)
-        fresh = summary is not None and (run_dir / SUMMARY_FILE).stat().st_mtime >= started - 1
-        if not fresh:
-            return Outcome("failed to start")
-        return Outcome("finished", summary, resumed=state == "resume")
+        if summary is not None and (run_dir / SUMMARY_FILE).stat().st_mtime >= started - 1:
+            return Outcome("finished", summary, resumed=state == "resume")
+        # No summary of this attempt: the run never started (the log says why), or its process was
+        # killed mid-run (its events are there to resume from).
+        return Outcome("ended unfinished" if run_state(run_dir) == "resume" else "failed to start")
 
 
 def _lock(log: Any, stop: Callable[[], bool], poll_s: float) -> bool:

@@ -85,6 +85,7 @@ class Cluster:
 
     def __init__(self, env: dict[str, str]) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="rb-ray-", dir="/tmp"))  # short: Ray's socket paths
+        self.dir.chmod(0o711)  # the nodes' scratch directories are inside: agents pass through
         # Token authentication with a token of its own: what every process talking to it needs.
         token = self.dir / "auth_token"
         token.write_text(secrets.token_hex(32))

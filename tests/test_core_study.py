@@ -158,3 +158,27 @@ def test_ctrl_c_leaves_runs_interrupted_and_the_next_invocation_resumes_them(tmp
     assert again.returncode == 0, again.stderr
     assert "2 runs, 0 already done, 2 to run" in again.stderr
     assert all(s["status"] == "submitted" and s["resumed"] == 1 for s in summaries(out).values())
+
+
+@pytest.mark.slow
+def test_a_run_process_killed_mid_run_is_left_unfinished_and_resumed_next_time(tmp_path, agent_dir, script,
+                                                                               probe_env):
+    import psutil
+
+    spec = write_study(tmp_path / "study.json", script([{"content": "7", "delay_s": 4}]))
+    # Where the agent user can reach its workspace: a killed harness cannot move back a staged one.
+    out = agent_dir / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "rebench_core.cli.run", "--study", str(spec), "--out", str(out)],
+                            cwd=ROOT, env=probe_env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not any('"clock_start"' in p.read_text() for p in out.rglob("events.jsonl")):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.2)
+    run = next(p for p in psutil.Process(proc.pid).children(recursive=True) if "--config" in p.cmdline())
+    run.kill()  # as the OOM killer would
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "ended without a summary" in err, err
+    again = rebench_run(["--study", spec, "--out", out], probe_env)
+    assert again.returncode == 0 and "1 runs, 0 already done, 1 to run" in again.stderr, again.stderr
+    (summary,) = summaries(out).values()
+    assert summary["status"] == "submitted" and summary["resumed"] == 1

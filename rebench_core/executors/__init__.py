@@ -38,5 +38,8 @@ def report(board: StudyBoard, order: RunOrder, outcome: Outcome) -> None:
         board.finished(order.key, order.job.cell, order.job.label, outcome.summary)
     elif outcome.state == "not started":
         board.unfinished(order.key, order.job.cell, "stopped before it started")
+    elif outcome.state == "ended unfinished":
+        board.unfinished(order.key, order.job.cell, f"its process ended without a summary (see {order.log}); "
+                                                    f"the next invocation resumes it")
     else:
         board.unfinished(order.key, order.job.cell, "interrupted; the next invocation resumes it")
