@@ -182,3 +182,10 @@ def test_a_run_process_killed_mid_run_is_left_unfinished_and_resumed_next_time(t
     assert again.returncode == 0 and "1 runs, 0 already done, 1 to run" in again.stderr, again.stderr
     (summary,) = summaries(out).values()
     assert summary["status"] == "submitted" and summary["resumed"] == 1
+
+
+def test_nothing_but_the_ray_executor_imports_ray():
+    code = ("import sys, rebench_core.study, rebench_core.executors.local, rebench_core.cli.run, rebench_core.cli.list;"
+            "assert 'ray' not in sys.modules, 'ray was imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
