@@ -2,14 +2,20 @@
 
 Two measurements, interleaved executor by executor:
 
-* per-run overhead: 16 runs with an instant model, one at a time (`--concurrency 1`), against the
-  same 16 runs started directly (`rebench-run --config FILE`, the floor), less the study's fixed cost
-  (the same study re-invoked with nothing left to run: checking, connecting);
+* per-run overhead: 16 runs with an instant model, one at a time (`--concurrency 1`). Each run's
+  time outside its harness (wall time per run, less the study's fixed cost measured by re-invoking
+  it with nothing left to run, less the run's own `ended_at - started_at`) against the same for
+  16 runs started directly (`rebench-run --config FILE`): the difference is what the executor adds
+  (both include starting the run's Python process);
 * concurrent throughput: 16 runs whose model takes DELAY seconds to answer (the runs mostly wait, as
   runs waiting on a provider do), all at once (`--concurrency 16`; Ray: a head with 16 logical CPUs,
-  copy-back storage), against the ideal: 16 runs in the time one run takes alone. Twice: the first
-  time Ray starts its 16 worker processes ("cold"), the second reuses them ("warm"), as every
-  batch after the first of a long study does.
+  copy-back storage), against the ideal: 16 runs in the time one run takes alone. Twice, as two
+  invocations: Ray's worker processes belong to one driver, so each invocation starts 16 of them
+  (about 1 CPU-second each), which later runs of the same invocation reuse.
+
+* what Ray adds to each run, timed apart so that a loaded machine's noise does not drown it: a task's
+  round trip to a warm worker (submit, schedule, result), and packing and unpacking a finished run
+  directory (copy-back).
 
     python benchmarks/study_throughput.py [--delay 20]
 """
@@ -56,6 +62,13 @@ def write_spec(folder: Path, delay: float) -> Path:
     spec.write_text(json.dumps({"environments": ["guess_number"], "scaffolds": ["bisect"], "models": [f"scripted/{model}"],
                                 "sizes": ["small"], "time_limits": ["10m"], "samples": RUNS}))
     return spec
+
+
+def inside(run_dirs: list[Path]) -> float:
+    """Mean seconds each run spent inside its harness (run_start to its last event)."""
+    spans = [(lambda s: s["ended_at"] - s["started_at"])(json.loads((d / "summary.json").read_text()))
+             for d in run_dirs]
+    return statistics.mean(spans)
 
 
 def direct(folder: Path, delay: float, count: int, env: dict[str, str], tag: str = "") -> list[float]:
@@ -108,6 +121,30 @@ class RayHead:
         psutil.wait_procs(family, timeout=30)
 
 
+def ray_parts(address: str, env: dict[str, str], run_dir: Path) -> tuple[float, float]:
+    """Median seconds of a no-op task's round trip (warm worker) and of pack + unpack of `run_dir`."""
+    os.environ.update({k: env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")})
+    import ray
+
+    from rebench_core.executors.ray import pack, unpack
+
+    ray.init(address=address, log_to_driver=False, logging_level="WARNING")
+    noop = ray.remote(num_cpus=1)(lambda: None)
+    ray.get(noop.remote())  # a worker started
+    trips = []
+    for _ in range(20):
+        started = time.perf_counter()
+        ray.get(noop.remote())
+        trips.append(time.perf_counter() - started)
+    ray.shutdown()
+    copies = []
+    for i in range(5):
+        started = time.perf_counter()
+        unpack(pack(run_dir), run_dir.parent / f"copy-{i}")
+        copies.append(time.perf_counter() - started)
+    return statistics.median(trips), statistics.median(copies)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--delay", type=float, default=20.0, help="seconds the model takes per run (concurrent part)")
@@ -119,25 +156,30 @@ def main() -> None:
     try:
         quick, slow = write_spec(folder, 0), write_spec(folder, args.delay)
         floor = direct(folder, 0, RUNS, env)
+        floor_outside = statistics.mean(floor) - inside(sorted(folder.glob("direct-0-*")))
         alone = direct(folder, args.delay, 1, env)[0]
         rows = {}
         for executor in ("local", "ray"):
             sequential = study(quick, folder / f"{executor}-seq", executor, 1, env, head.address)
             fixed = study(quick, folder / f"{executor}-seq", executor, 1, env, head.address)  # nothing left to run
-            cold = study(slow, folder / f"{executor}-cold", executor, RUNS, env, head.address)
-            warm = study(slow, folder / f"{executor}-warm", executor, RUNS, env, head.address)
-            rows[executor] = (sequential, fixed, cold, warm)
+            first = study(slow, folder / f"{executor}-first", executor, RUNS, env, head.address)
+            again = study(slow, folder / f"{executor}-again", executor, RUNS, env, head.address)
+            rows[executor] = (sequential, fixed, first, again)
         alone = min(alone, direct(folder, args.delay, 1, env, tag="-again")[0])
+        trip, copy = ray_parts(head.address, env, folder / "direct-0-0")
         floor_s = statistics.median(floor)
         print(f"16 runs, guess_number small + bisect + scripted model; floor (rebench-run --config, one at a time): "
               f"median {floor_s:.2f} s a run; one run with a {args.delay:g} s model alone: {alone:.2f} s")
         print(f"{'executor':9} {'sequential s':>13} {'fixed s':>8} {'overhead s/run':>15} {'runs/min seq':>13} "
-              f"{'16 cold s':>10} {'runs/min':>9} {'of ideal':>9} {'16 warm s':>10} {'runs/min':>9} {'of ideal':>9}")
-        for executor, (sequential, fixed, cold, warm) in rows.items():
-            overhead = (sequential - fixed) / RUNS - floor_s
+              f"{'16 at once s':>12} {'runs/min':>9} {'of ideal':>9} {'again s':>8} {'runs/min':>9} {'of ideal':>9}")
+        for executor, (sequential, fixed, first, again) in rows.items():
+            runs = sorted(p.parent for p in (folder / f"{executor}-seq").rglob("summary.json"))
+            overhead = (sequential - fixed) / RUNS - inside(runs) - floor_outside
             print(f"{executor:9} {sequential:13.1f} {fixed:8.2f} {overhead:15.2f} {RUNS / sequential * 60:13.1f} "
-                  f"{cold:10.1f} {RUNS / cold * 60:9.1f} {alone / cold:9.0%} "
-                  f"{warm:10.1f} {RUNS / warm * 60:9.1f} {alone / warm:9.0%}")
+                  f"{first:12.1f} {RUNS / first * 60:9.1f} {alone / first:9.0%} "
+                  f"{again:8.1f} {RUNS / again * 60:9.1f} {alone / again:9.0%}")
+        print(f"Ray's own part of a run: task round trip to a warm worker {trip * 1000:.1f} ms (median of 20); "
+              f"pack + unpack of a run directory {copy * 1000:.1f} ms (median of 5)")
     finally:
         head.close()
         shutil.rmtree(folder, ignore_errors=True)
