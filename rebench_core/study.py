@@ -21,7 +21,6 @@ from typing import Any, Literal
 from .cli.common import parse_settings
 from .environment import Resources
 from .executors import RunOrder
-from .harness import missing_resources
 from .limits import Limits
 from .registry import Registry
 from .runconfig import RunConfig, default_cache_root
@@ -43,7 +42,6 @@ def run_study(spec: StudySpec, root: Path, registry: Registry, *, executor: Exec
     needs = _resources(spec, registry)
     orders = [_order(job, spec, root, needs[(job.env, job.size)], registry, cache_dir) for job in spec.jobs()]
     if executor == "local":
-        _check_machine(needs)
         from .executors.local import LocalExecutor
 
         runner: Any = LocalExecutor(concurrency or 1)
@@ -54,13 +52,11 @@ def run_study(spec: StudySpec, root: Path, registry: Registry, *, executor: Exec
             raise StudyError("--executor ray needs Ray: pip install 'rebench-harness[ray]'") from None
         runner = RayExecutor(root, ray_address, shared_dir, concurrency, cache_dir)
     try:
-        if executor == "ray":
-            runner.check(orders)
+        runner.check(orders)  # can every run be placed (this machine, the cluster)?
         _create(root, spec)
         return _run(orders, runner, root, json_output)
     finally:
-        if executor == "ray":
-            runner.close()
+        runner.close()
 
 
 def _run(orders: list[RunOrder], runner: Any, root: Path, json_output: bool) -> int:
@@ -123,14 +119,6 @@ def _resources(spec: StudySpec, registry: Registry) -> dict[tuple[str, str], Res
         for size in spec.sizes:
             needs[(env, size)] = env_obj.resources(size)
     return needs
-
-
-def _check_machine(needs: dict[tuple[str, str], Resources]) -> None:
-    for (env, size), res in needs.items():
-        problems = missing_resources(res)
-        if problems:
-            hint = " Try --size small, or --executor ray on a cluster that has it." if size != "small" else ""
-            raise StudyError(f"this machine cannot run {env} at size {size}: {'; '.join(problems)}.{hint}")
 
 
 def _order(job: Any, spec: StudySpec, root: Path, resources: Resources, registry: Registry,

@@ -9,9 +9,10 @@ import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from ..harness import count_gpus
+from ..harness import count_gpus, missing_resources
 from ..study_board import StudyBoard
 from ..study_run import Outcome, execute
+from ..study_spec import StudyError
 from . import RunOrder, report
 
 
@@ -36,6 +37,19 @@ class LocalExecutor:
     def __init__(self, concurrency: int = 1) -> None:
         self.concurrency = concurrency
         self.interrupted = False
+
+    def check(self, orders: list[RunOrder]) -> None:
+        """Refuse a study a run of which this machine cannot take."""
+        first = {(o.job.env, o.job.size): o for o in reversed(orders)}  # one check per environment and size
+        for order in first.values():
+            problems = missing_resources(order.resources)
+            if problems:
+                hint = " Try --size small, or --executor ray on a cluster that has it." if order.job.size != "small" else ""
+                raise StudyError(f"this machine cannot run {order.job.env} at size {order.job.size}: "
+                                 f"{'; '.join(problems)}.{hint}")
+
+    def close(self) -> None:
+        pass
 
     def run(self, orders: list[RunOrder], board: StudyBoard) -> dict[str, Outcome]:
         return asyncio.run(self._run(orders, board))
