@@ -126,6 +126,10 @@ def test_the_secrets_a_run_needs_are_its_providers_variables(registry, monkeypat
     from rebench_core.runconfig import RunConfig
     from rebench_core.study import secret_names
 
+    import os
+
+    for name in [n for n in os.environ if n.startswith(("OPENAI_", "ANTHROPIC_", "LITELLM_"))]:
+        monkeypatch.delenv(name)  # what this machine, or an imported backend, set
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "LITELLM_LOG", "HOME_SECRET"):
         monkeypatch.setenv(name, "x")
     assert secret_names(RunConfig(environment="e", scaffold="s", model="openai/gpt-4o"), registry) == (
