@@ -17,7 +17,6 @@ import select
 import sys
 import threading
 import time
-from collections import Counter
 from typing import Any, TextIO
 
 QUIET_S = 30.0
@@ -308,86 +307,3 @@ def make_display(enabled: bool) -> PlainDisplay | LiveDisplay | None:
     if not enabled:
         return None
     return LiveDisplay() if sys.stderr.isatty() else PlainDisplay()
-
-
-class StudyBoard:
-    """A study's progress per cell (one environment, scaffold, model, size and time limit): a live
-    table on a terminal, a line per finished run otherwise. Runs finished before a resume count too."""
-
-    def __init__(self, cells: list[str], live: bool | None = None, stream: TextIO = sys.stderr) -> None:
-        self.rows = {cell: {"runs": runs, "done": 0, "running": 0, "failed": 0, "best": None, "dollars": 0.0}
-                     for cell, runs in Counter(cells).items()}
-        self.stream = stream
-        self.live_enabled = stream.isatty() if live is None else live
-        self._live: Any = None
-
-    @property
-    def totals(self) -> dict[str, Any]:
-        return {key: sum(row[key] for row in self.rows.values()) for key in ("runs", "done", "running", "failed",
-                                                                              "dollars")}
-
-    def started(self, cell: str) -> None:
-        self.rows[cell]["running"] += 1
-        self._refresh()
-
-    def finished(self, cell: str, label: str, summary: dict[str, Any] | None, *, running: bool = True,
-                 quiet: bool = False) -> None:
-        """Fold one run's summary (None when it failed to start) in; `running` is False for a run
-        that finished before this invocation."""
-        row = self.rows[cell]
-        row["done"] += 1
-        row["running"] -= running
-        status = summary.get("status") if summary else "failed to start"
-        score = summary.get("final_normalized_score") if summary else None
-        if summary is None or status == "error":
-            row["failed"] += 1
-        else:
-            row["dollars"] += summary.get("cost_usd") or 0.0
-            if score is not None:
-                row["best"] = score if row["best"] is None else max(row["best"], score)
-        if not self._live and not quiet:
-            t = self.totals
-            print(f"[{t['done']}/{t['runs']} done, {t['running']} running, {t['failed']} failed, ${t['dollars']:.2f}] "
-                  f"{label}: {status}" + (f", normalised score {score:.3f}" if score is not None else ""),
-                  file=self.stream, flush=True)
-        self._refresh()
-
-    def best_by_cell(self) -> dict[str, float]:
-        return {cell: row["best"] for cell, row in sorted(self.rows.items()) if row["best"] is not None}
-
-    def table(self) -> Any:
-        from rich.table import Table
-
-        t = self.totals
-        table = Table(title=f"study: {t['done']}/{t['runs']} runs done, {t['running']} running, {t['failed']} failed, "
-                            f"${t['dollars']:.2f}")
-        table.add_column("cell", overflow="fold")  # a long model name wraps rather than losing its end
-        for column in ("done", "running", "failed", "best normalised", "dollars"):
-            table.add_column(column, justify="right")
-        for cell, row in sorted(self.rows.items()):
-            best = "—" if row["best"] is None else f"{row['best']:.3f}"
-            table.add_row(cell, f"{row['done']}/{row['runs']}", str(row["running"]), str(row["failed"]), best,
-                          f"${row['dollars']:.2f}")
-        return table
-
-    def __enter__(self) -> StudyBoard:
-        if self.live_enabled:
-            from rich.console import Console
-            from rich.live import Live
-
-            self._live = Live(self.table(), console=Console(file=self.stream), refresh_per_second=2)
-            self._live.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._live:
-            self._live.update(self.table())
-            self._live.stop()
-            self._live = None
-        else:
-            for cell, score in self.best_by_cell().items():
-                print(f"best normalised score  {cell}: {score:.3f}", file=self.stream)
-
-    def _refresh(self) -> None:
-        if self._live:
-            self._live.update(self.table())

@@ -47,6 +47,10 @@ class Resources:
     memory_gb: float = 1.0
     disk_gb: float = 1.0
     executables: tuple[str, ...] = ()  # programs that must be on PATH, e.g. ("rustc",)
+    # Ray resources beyond GPUs, CPUs and memory, asked of the node a study places the run on
+    # (`--executor ray`), e.g. {"accelerator_type:H100": 0.001} for a GPU model; the local executor
+    # and a single run ignore them.
+    custom: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -16,7 +16,6 @@ import inspect
 import math
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from .run_dir import RunDirectory
 from .runconfig import RunConfig
 from .sandbox import BASE_PATH, AgentIdentity, Sandbox, agent_can_reach, make_private
 from .scaffold import settings_of
+from .settings import redact
 from .scoring import OfficialScorer, ScorerError
 from .supervisor import Ending, supervise
 from .task import HarnessTask
@@ -47,7 +47,6 @@ from .types import Usage
 __all__ = ["ConfigError", "Run", "RunConfig", "RunPlan", "ScorerError", "plan_run", "run"]
 
 log = get_logger(__name__)
-SECRET_SETTING = re.compile(r"api_?key|secret|password|token$|auth", re.IGNORECASE)
 
 
 class Run:
@@ -263,12 +262,11 @@ class Run:
 
     def _write_config(self) -> None:
         plan, config = self.plan, self.config
-        model_settings = settings_of(plan.model.backend)
         self.dirs.write_config({
             "environment": plan.env.name, "size": config.size, "variant": config.variant,
             "scaffold": plan.scaffold.name, "scaffold_settings": settings_of(plan.scaffold),
             "model": plan.model.spec,
-            "model_settings": {k: ("***" if SECRET_SETTING.search(k) and v else v) for k, v in model_settings.items()},
+            "model_settings": redact(settings_of(plan.model.backend)),
             "env_settings": self._session.ctx.settings.model_dump(mode="json") if self._session else config.env_settings,
             "limits": config.limits.to_dict(), "seed": plan.seed,
             "tool_timeout_s": config.tool_timeout_s, "output_limit_chars": config.output_limit_chars,
