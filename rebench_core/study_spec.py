@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Valid
 from .limits import parse_duration
 from .registry import PluginError, Registry
 from .runconfig import DEFAULT_TIME_LIMIT_S
-from .settings import is_secret
+from .settings import SettingsError, is_secret, validate_settings
 
 STUDY_FILE = "study.json"
 
@@ -113,13 +113,17 @@ class StudySpec(BaseModel):
         scaffold settings against each scaffold: the first problem as a StudyError."""
         from .cli.common import parse_settings
 
-        scaffold_settings, _, _ = parse_settings(self.settings)
+        scaffold_settings, model_settings, env_settings = parse_settings(self.settings)
         for spec in self.environments:
             name, _, variant = spec.partition(":")
             env = _lookup(lambda: registry.environment(name).load()(), "environments")
             if variant and variant not in env.variants:
                 raise StudyError(f"environments: {name!r} has no variant {variant!r}; variants: "
                                  f"{', '.join(env.variants)}")
+            try:
+                validate_settings(env.Settings, env_settings, f"environment {name!r}")
+            except SettingsError as exc:
+                raise StudyError(f"settings: {exc}") from None
             for size in self.sizes:
                 if size not in env.sizes:
                     raise StudyError(f"sizes: environment {name!r} has no size {size!r}; sizes: {', '.join(env.sizes)}")
@@ -127,10 +131,16 @@ class StudySpec(BaseModel):
             factory = _lookup(lambda: registry.scaffold(scaffold).load(), "scaffolds")
             try:
                 factory(**scaffold_settings)
-            except (TypeError, ValueError) as exc:
-                raise StudyError(f"settings: scaffold {scaffold!r} refuses them: {_settings_error(exc)}") from None
+            except (TypeError, ValueError) as exc:  # SettingsError names the scaffold and its keys
+                raise StudyError(f"settings: {' '.join(str(exc).split())}") from None
         for model in self.models:
-            _lookup(lambda: registry.resolve_model(model), "models")
+            backend, _ = _lookup(lambda: registry.resolve_model(model), "models")
+            schema = getattr(_lookup(backend.load, "models"), "Settings", None)
+            if schema is not None:  # a backend's constructor may need keys the study's runs get later
+                try:
+                    validate_settings(schema, model_settings, f"model backend {backend.name!r}")
+                except SettingsError as exc:
+                    raise StudyError(f"settings: {exc}") from None
         if self.endpoint_model:
             _lookup(lambda: registry.resolve_model(self.endpoint_model), "endpoint_model")
 
@@ -179,17 +189,6 @@ def _lookup(find: Any, field_name: str) -> Any:
         return find()
     except (LookupError, ValueError, ImportError, PluginError) as exc:
         raise StudyError(f"{field_name}: {str(exc).splitlines()[0]}") from None
-
-
-def _settings_error(exc: Exception) -> str:
-    """A scaffold's refusal of its settings in one line: the first field and what it takes."""
-    cause = exc if isinstance(exc, ValidationError) else exc.__context__
-    lines = str(exc).strip().splitlines()
-    if not isinstance(cause, ValidationError):
-        return " ".join(lines)
-    error = cause.errors()[0]
-    reason = f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
-    return reason + (f"; {lines[-1]}" if lines[-1].startswith("settings it takes") else "")
 
 
 def _first_error(exc: ValidationError) -> str:

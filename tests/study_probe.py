@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from rebench_core import Environment, Normalization, Resources, ScoreEntry, hookimpl
+from rebench_plugins.scripted.backend import ScriptedBackend
 
 SECRET = 7
 
@@ -35,15 +36,15 @@ class Probe(Environment):
         custom = {"pinned": {"probe_worker": 1.0}, "impossible": {"no_node_has_this": 1.0}}.get(size, {})
         return Resources(cpus=1, memory_gb=0.25, custom=custom)
 
-    def prepare(self, size: str, cache_dir: Path) -> None:
-        print(f"preparing probe at size {size}: 100%", flush=True)
+    def prepare(self, ctx) -> None:
+        print(f"preparing probe at size {ctx.size}: 100%", flush=True)
         print("probe prepare: a diagnostic on stderr", file=sys.stderr, flush=True)
 
-    def setup(self, workspace: Path, protected_dir: Path, size: str, variant: str) -> str:
+    def setup(self, ctx, workspace: Path, protected_dir: Path) -> str:
         (workspace / "answer.txt").write_text("0\n")
         return "A secret integer between 0 and 1000 is hidden; write it to answer.txt (score: the distance)."
 
-    def score(self, workspace: Path, protected_dir: Path, size: str) -> ScoreEntry:
+    def score(self, ctx, workspace: Path, protected_dir: Path) -> ScoreEntry:
         try:
             guess = int((workspace / "answer.txt").read_text().strip())
         except ValueError:
@@ -53,10 +54,25 @@ class Probe(Environment):
                           details={"node": os.environ.get("PROBE_NODE"), "scripted_key": digest("SCRIPTED_PROBE_KEY"),
                                    "openai_key": digest("OPENAI_API_KEY")})
 
-    def normalization(self, size: str) -> Normalization:
+    def normalization(self, ctx) -> Normalization:
         return Normalization(y_start=float(SECRET), y_ref=0.0)
+
+
+class KeyedScripted(ScriptedBackend):
+    """The scripted model with an API key setting, as a cloud backend has: what a study must keep
+    off its files."""
+
+    provider = "keyed"
+
+    class Settings(ScriptedBackend.Settings):
+        api_key: str | None = None
 
 
 @hookimpl
 def rebench_register_environments(register):
     register("probe", Probe)
+
+
+@hookimpl
+def rebench_register_model_backends(register):
+    register("keyed", KeyedScripted)

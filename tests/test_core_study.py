@@ -58,7 +58,10 @@ def test_a_study_file(tmp_path, script):
     ('scafolds = ["bisect"]', "scafolds: unknown field"),
     ('sizes = ["huge"]', "sizes: environment 'guess_number' has no size 'huge'"),
     ('time_limits = ["2 hours"]', "time_limits: invalid duration '2 hours'"),
-    ('settings = ["ask_model=maybe"]', "settings: scaffold 'bisect' refuses them: ask_model:"),
+    ('settings = ["ask_model=maybe"]',
+     "settings: invalid settings for scaffold 'bisect': ask_model: Input should be a valid boolean"),
+    ('settings = ["model.temprature=0.2"]',
+     "settings: invalid settings for model backend 'scripted': unknown key 'temprature'"),
     ('models = ["nobody/knows"]', "models: no model backend claims 'nobody/knows'"),
 ])
 def test_a_bad_study_file_gets_one_line_and_leaves_nothing(tmp_path, capsys, lines, says):
@@ -83,7 +86,7 @@ def test_each_run_gets_the_whole_config_and_its_result_comes_from_summary_json(t
     'failed to start'; what the run printed is in its study log; a secret in the model settings is
     on no file of the study."""
     secret = "sk-in-model-settings-0b1e"
-    spec = write_study(tmp_path / "study.json", script([{"content": "7"}]), samples=2,
+    spec = write_study(tmp_path / "study.json", script([{"content": "7"}]).replace("scripted/", "keyed/"), samples=2,
                        settings=[f"model.api_key={secret}"])
     out, cache = tmp_path / "out", tmp_path / "cache"
     result = rebench_run(["--study", spec, "--out", out, "--tool-timeout", "42s", "--cache-dir", cache, "--json"],
@@ -93,7 +96,7 @@ def test_each_run_gets_the_whole_config_and_its_result_comes_from_summary_json(t
     assert len(runs) == 2 and {s["status"] for s in runs.values()} == {"submitted"}
     for run in runs:
         config = json.loads((out / run / "config.json").read_text())
-        assert config["tool_timeout_s"] == 42 and config["model_settings"] == {"api_key": "***"}
+        assert config["tool_timeout_s"] == 42 and config["model_settings"]["api_key"] == "***"
         assert config["seed"] is not None
     assert (cache / "probe").is_dir()  # prepare got --cache-dir
     logs = sorted((out / "logs").iterdir())
@@ -113,7 +116,7 @@ def test_the_study_builds_each_runs_config_once_with_every_study_setting(tmp_pat
                             "settings": ["ask_model=false", "model.temperature=0.3"], "tool_timeout": "5m",
                             "endpoint_model": "scripted/y.json"})
     job = spec.jobs()[1]
-    order = _order(job, spec, tmp_path, None, registry, tmp_path / "cache")
+    order = _order(job, spec, tmp_path, None, registry, tmp_path / "cache", False)
     c = order.config
     assert (c.environment, c.variant, c.size, c.seed, c.tool_timeout_s, c.endpoint_model) == (
         "guess_number", "hidden_score", "small", 11, 300.0, "scripted/y.json")

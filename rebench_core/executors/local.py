@@ -9,7 +9,7 @@ import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from ..harness import count_gpus, missing_resources
+from ..machine import missing_resources, this_machine
 from ..study_board import StudyBoard
 from ..study_run import Outcome, execute
 from ..study_spec import StudyError
@@ -57,7 +57,7 @@ class LocalExecutor:
     async def _run(self, orders: list[RunOrder], board: StudyBoard) -> dict[str, Outcome]:
         loop = asyncio.get_running_loop()
         stop = threading.Event()
-        pool = GpuPool(count_gpus())
+        pool = GpuPool(len(this_machine().gpus))
         slots = asyncio.Semaphore(self.concurrency)
         # One thread per concurrent run: each waits on its run process for the whole run.
         threads = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="study-run")
