@@ -35,8 +35,8 @@ from .prices import Ledger, PriceRow
 from .registry import Registry, load_plugins
 from .retry import call_with_retries
 from .runconfig import RunConfig
-from .sandbox import (BASE_PATH, AgentIdentity, Sandbox, agent_can_reach, agent_python_problem, make_private,
-                      using_identity)
+from .sandbox import (BASE_PATH, AgentIdentity, Sandbox, agent_can_reach, agent_python_problem,
+                      move_tree, run_directory_problem, using_identity)
 from .scaffold import AgentTask, Scaffold
 from .types import Completion, ExecResult, Message, ScoreEntry, ScoreResult, ToolSpec, Usage, UsageSnapshot
 
@@ -94,6 +94,8 @@ def plan_run(config: RunConfig, registry: Registry | None = None) -> RunPlan:
     # Absolute: scorers and agent commands run with other working directories.
     run_dir = (config.out_dir or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{env.name}-{config.scaffold}")
     run_dir = run_dir.absolute()
+    if (problem := run_directory_problem(run_dir)) is not None:
+        raise ConfigError(problem)
     holds_run = (run_dir / ev.CONFIG_FILE).exists() and (run_dir / ev.EVENTS_FILE).exists()
     if config.existing == "resume":
         if not holds_run:
@@ -224,7 +226,7 @@ class Run:
         if resuming:
             self._load_earlier_part()
         identity = self._make_directories(resuming)
-        tmp_root = Path(tempfile.mkdtemp(prefix="rebench-agent-"))
+        tmp_root = identity.scratch_dir("rebench-agent-")
         if not resuming:
             self._write_config()
         self.events = ev.EventLog(self.run_dir / ev.EVENTS_FILE, self.clock.counted, self._observer_chain())
@@ -248,7 +250,7 @@ class Run:
                     await self.sandbox.close()
                 if self._endpoint is not None:
                     self._endpoint.stop()
-                identity.release()
+                identity.release()  # also removes the scratch directories and puts a staged workspace back
                 final = final_score(self.score_log, env.direction, env.aggregate)
                 self.emit("run_end", status=self.status or "error", error=self.error,
                           time={"wall_s": round(self.clock.wall(), 3), "paused_s": round(self.clock.paused_s, 3),
@@ -257,11 +259,6 @@ class Run:
                           final_normalized_score=None if math.isnan(final) else plan.normalization.normalize(final),
                           submission=self.submitted_answer)
                 self.events.close()
-                shutil.rmtree(tmp_root, ignore_errors=True)
-                shutil.rmtree(self.protected_dir, ignore_errors=True)
-                if self._staging is not None:
-                    shutil.move(self.workspace, self.run_dir / "workspace")
-                    shutil.rmtree(self._staging, ignore_errors=True)
                 await plan.backend.aclose()
         summary = ev.write_summary(self.run_dir)
         os.chmod(self.run_dir / ev.SUMMARY_FILE, 0o600)
@@ -280,20 +277,19 @@ class Run:
         if identity.as_other_user and not agent_can_reach(self.run_dir):
             # The agent user cannot pass through a parent of the run directory (a 0700 home, say):
             # it works in a staging directory, moved into the run directory at the end.
-            self._staging = Path(tempfile.mkdtemp(prefix="rebench-staging-"))
+            self._staging = identity.scratch_dir("rebench-staging-", restore_to=self.run_dir / "workspace")
             os.chmod(self._staging, 0o711)
             if resuming:
-                shutil.move(self.run_dir / "workspace", self._staging / "workspace")
+                if (problem := move_tree(self.run_dir / "workspace", self._staging / "workspace")) is not None:
+                    raise RuntimeError(f"cannot stage the workspace to resume: {problem}")
             self.workspace = self._staging / "workspace"
         self.workspace.mkdir(exist_ok=resuming)
         self.state_dir.mkdir(mode=0o700, exist_ok=resuming)
         self.isolation = identity.isolation.to_dict()
-        self.protected_dir = Path(tempfile.mkdtemp(prefix="rebench-protected-"))
+        self.protected_dir = identity.scratch_dir("rebench-protected-")
         os.chmod(self.protected_dir, 0o700)
         self._private = [Path(p) for p in self.plan.env.private_paths()]
-        if identity.as_other_user:
-            for path in self._private:
-                make_private(path)
+        identity.protect(self._private)
         return identity
 
     async def _run_phases(self, identity: AgentIdentity, tmp_root: Path, resuming: bool) -> None:
@@ -320,7 +316,7 @@ class Run:
         if resuming:
             shutil.rmtree(staged, ignore_errors=True)
         identity.give(self.workspace)
-        identity.confine(hidden=[self.run_dir, self.protected_dir, *self._private],
+        identity.confine(hidden=[self.run_dir, self.protected_dir, config.cache_dir, *self._private],
                          writable=[self.workspace, tmp_root])
         self.sandbox = Sandbox(identity, self.workspace, tmp_root, config.output_limit_chars,
                                extra_env=self._agent_env())

@@ -1,0 +1,251 @@
+"""What agent commands can see: a mount namespace, built with bubblewrap, on an allow-list.
+
+Agent commands run in their own mount, PID and IPC namespaces. The root of their file system is
+empty except what is listed here: the system directories (read-only), the Python that runs them,
+the harness's own packages, the programs on their PATH (read-only), and the places the run gives
+them to write (the workspace, the run's scratch). /tmp, /var/tmp and /dev/shm are empty and private
+to the namespace, and /proc shows only the namespace's processes. Everything else on the machine is
+absent: home directories (/root included, with its caches), other checkouts, data directories,
+other runs' leftovers. Where something to hide lies inside what is shown (a reference solution
+shipped in a package, the checkout's git objects when it lives under /opt, a cache under /var), it
+is covered: an empty tmpfs over a directory, /dev/null over a file.
+
+`protected_copies` says where copies of protected material live beside the installed files (git
+objects, sibling worktrees, caches), for hiding here and, without namespaces, for `make_private`.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Iterable, Mapping
+
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/var", "/run", "/sys",
+               "/nix", "/snap")
+PRIVATE_SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
+HIDE_ENV = "REBENCH_HIDE"  # more paths to hide, separated by ':' (data kept outside the package, say)
+
+
+def _real(path: str | Path) -> Path:
+    return Path(os.path.realpath(path))
+
+
+def _under(path: Path, roots: Iterable[Path]) -> bool:
+    return any(path == r or r in path.parents for r in roots)
+
+
+def python_roots() -> list[Path]:
+    """The Python installation(s) agent commands run: the venv and the interpreter it points at."""
+    exe = _real(sys.executable)
+    roots = {_real(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
+    roots.add(exe.parent.parent if exe.parent.name == "bin" else exe.parent)
+    return sorted(roots)
+
+
+@functools.lru_cache(maxsize=1)
+def package_roots() -> tuple[Path, ...]:
+    """Where the harness's own packages and the plugins' live (scorers run files from there)."""
+    names = {"rebench_core", *(ep.module.split(".")[0] for ep in entry_points(group="rebench"))}
+    roots: set[Path] = set()
+    for name in names:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        if spec is None:
+            continue
+        if spec.submodule_search_locations:
+            roots.update(_real(p) for p in spec.submodule_search_locations)
+        elif spec.origin:
+            roots.add(_real(spec.origin))
+    return tuple(sorted(roots))
+
+
+def program_roots(env: Mapping[str, str]) -> list[Path]:
+    """What the programs named in an agent command's environment need: the PATH directories, and
+    the installation prefix of any executable a variable points at (RUSTC=.../bin/rustc, say)."""
+    roots = set()
+    for entry in env.get("PATH", "").split(":"):
+        if entry.startswith("/") and os.path.isdir(entry):
+            roots.add(_real(entry))
+    for value in env.values():
+        if value.startswith("/") and os.path.isfile(value) and os.access(value, os.X_OK):
+            exe = _real(value)
+            roots.add(exe.parent.parent if exe.parent.name == "bin" else exe.parent)
+    return sorted(roots)
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """A git checkout holding one of our packages: its root, its git directory, and its siblings
+    (the other worktrees sharing the same objects, each a full copy of the project)."""
+
+    root: Path
+    git_dir: Path
+    worktrees: tuple[Path, ...]
+
+
+def _checkout_of(path: Path) -> Checkout | None:
+    for root in [path, *path.parents]:
+        dot_git = root / ".git"
+        if dot_git.is_dir():
+            common = dot_git
+        elif dot_git.is_file():
+            text = dot_git.read_text(errors="replace").strip()
+            if not text.startswith("gitdir:"):
+                return None
+            own = (root / text.removeprefix("gitdir:").strip()).resolve()
+            pointer = own / "commondir"
+            common = (own / pointer.read_text().strip()).resolve() if pointer.is_file() else own
+        else:
+            continue
+        trees = {common.parent} if common.name == ".git" else set()
+        for gitdir_file in (common / "worktrees").glob("*/gitdir"):
+            with_git = Path(gitdir_file.read_text(errors="replace").strip())
+            trees.add(with_git.parent)
+        trees.discard(root)
+        return Checkout(_real(root), _real(common), tuple(sorted(_real(t) for t in trees if t.exists())))
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def checkouts() -> tuple[Checkout, ...]:
+    found = {c for p in package_roots() if (c := _checkout_of(p)) is not None}
+    return tuple(sorted(found, key=lambda c: c.root))
+
+
+def cache_roots() -> list[Path]:
+    """The harness user's caches: rebench's (prepared assets, calibration), pip's (built wheels hold
+    every shipped file), and the rest of ~/.cache."""
+    from ..runconfig import default_cache_root
+
+    roots = [default_cache_root(), Path.home() / ".cache"]
+    roots += [Path(os.environ[v]) for v in ("REBENCH_CACHE", "PIP_CACHE_DIR", "XDG_CACHE_HOME") if os.environ.get(v)]
+    return sorted({_real(r) for r in roots})
+
+
+def protected_copies(private: Iterable[Path] = ()) -> list[Path]:
+    """Other places protected material lives: the git directories of our checkouts (every committed
+    reference solution is in their objects), the counterparts of `private` in sibling worktrees, the
+    caches, and whatever REBENCH_HIDE names."""
+    copies = set(cache_roots())
+    extra = [Path(p) for p in os.environ.get(HIDE_ENV, "").split(":") if p.startswith("/")]
+    copies.update(_real(p) for p in extra)
+    for checkout in checkouts():
+        copies.add(checkout.git_dir)
+        for path in private:
+            real = _real(path)
+            if checkout.root in real.parents:
+                copies.update(tree / real.relative_to(checkout.root) for tree in checkout.worktrees)
+    return sorted(c for c in copies if os.path.lexists(c))
+
+
+@dataclass
+class View:
+    """One agent command's file system, in the order it is built: `covered` (emptied, so that only
+    parts of it come back), `readable`, then `hidden` (emptied again inside what is shown) and
+    `writable`."""
+
+    covered: list[Path] = field(default_factory=list)
+    readable: list[Path] = field(default_factory=list)
+    hidden: list[Path] = field(default_factory=list)
+    writable: list[Path] = field(default_factory=list)
+
+
+def standard_view(hidden: Iterable[Path], writable: Iterable[Path], env: Mapping[str, str]) -> View:
+    """The view every agent command gets: our packages, Python and programs readable; checkouts,
+    caches, protected copies and `hidden` invisible; `writable` writable."""
+    view = View()
+    for checkout in checkouts():
+        view.covered += [checkout.root, *checkout.worktrees]
+    view.readable = [*python_roots(), *package_roots(), *program_roots(env)]
+    view.hidden = [*protected_copies(hidden), *(_real(h) for h in hidden)]
+    view.writable = [_real(w) for w in writable]
+    return view
+
+
+class _Mounts:
+    """bubblewrap arguments, creating each missing parent directory 0711 (bubblewrap's own are 0700,
+    which an agent user could not pass through; like the run directory, these let others pass, not
+    list) and knowing what exists inside at each step."""
+
+    def __init__(self) -> None:
+        self.args: list[str] = []
+        self.mounts: list[tuple[Path, str, Path | None]] = []  # (destination, kind, host source)
+        self.made: set[Path] = {Path("/")}
+
+    def exists(self, path: Path) -> bool:
+        for dest, kind, source in reversed(self.mounts):
+            if path == dest:
+                return True
+            if dest in path.parents:
+                if kind == "bind" and source is not None:
+                    return os.path.lexists(source / path.relative_to(dest))
+                return path in self.made
+        return path in self.made
+
+    def _parents(self, dest: Path) -> None:
+        for parent in reversed(dest.parents):
+            if not self.exists(parent):
+                self.args += ["--perms", "0711", "--dir", str(parent)]
+                self.made.add(parent)
+
+    def bind(self, source: Path, dest: Path, writable: bool = False, device: bool = False) -> None:
+        self._parents(dest)
+        flag = "--dev-bind" if device else "--bind" if writable else "--ro-bind"
+        self.args += [flag, str(source), str(dest)]
+        self.mounts.append((dest, "bind", source))
+
+    def tmpfs(self, dest: Path, mode: int) -> None:
+        self._parents(dest)
+        self.args += ["--perms", f"{mode:04o}", "--tmpfs", str(dest)]
+        self.mounts.append((dest, "tmpfs", None))
+
+    def symlink(self, target: str, dest: Path) -> None:
+        self.args += ["--symlink", target, str(dest)]
+        self.mounts.append((dest, "link", None))
+
+    def cover(self, path: Path) -> None:
+        """Make `path` empty if it is visible at this point (a directory: an empty tmpfs; a file:
+        /dev/null)."""
+        if not self.exists(path):
+            return
+        if os.path.isdir(path):
+            self.tmpfs(path, 0o755)
+        else:
+            self.bind(Path("/dev/null"), path)
+
+
+def bwrap_argv(view: View, cwd: Path) -> list[str]:
+    """The bubblewrap command line (up to and excluding `--`) that builds `view`."""
+    m = _Mounts()
+    for name in SYSTEM_DIRS:
+        path = Path(name)
+        if path.is_symlink():
+            m.symlink(os.readlink(path), path)
+        elif path.is_dir():
+            m.bind(path, path)
+    m.bind(Path("/dev"), Path("/dev"), device=True)
+    for path in view.covered:
+        m.cover(path)
+    shown = [Path(n) for n in SYSTEM_DIRS]
+    for path in view.readable:
+        if os.path.exists(path) and not (_under(path, shown) and m.exists(path)):
+            m.bind(path, path)
+            shown.append(path)
+    for name in PRIVATE_SCRATCH:
+        path = Path(name)
+        if path == Path("/tmp") or m.exists(path):
+            m.tmpfs(path, 0o1777)
+    for path in view.hidden:
+        m.cover(path)
+    for path in view.writable:
+        if os.path.exists(path):
+            m.bind(path, path, writable=True)
+    return ["bwrap", "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--proc", "/proc", *m.args,
+            "--chdir", str(_real(cwd))]
