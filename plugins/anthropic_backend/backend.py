@@ -62,7 +62,8 @@ class AnthropicBackend(ModelBackend):
             raise ValueError(f"anthropic backend: tool_mode must be 'native' or 'text', got {tool_mode!r}")
         api_key = settings.get("api_key") or os.environ.get("ANTHROPIC_API_KEY")
         if not api_key:
-            raise ValueError("anthropic backend: no API key; set ANTHROPIC_API_KEY (or --set model.api_key=...)")
+            raise ValueError("anthropic backend: no API key; export ANTHROPIC_API_KEY in the environment (not on the "
+                             "command line, where other users' processes can read it)")
         self.client = anthropic.AsyncAnthropic(
             api_key=api_key, base_url=settings.get("base_url") or os.environ.get("ANTHROPIC_BASE_URL") or None,
             timeout=float(settings.get("timeout_s", 600.0)), max_retries=0)

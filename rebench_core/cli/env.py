@@ -1,17 +1,26 @@
-"""rebench-env: prepare, set up or score one environment by hand, as the harness would."""
+"""rebench-env: prepare, set up or score one environment by hand, as the harness would.
+
+`setup` records in DIR which agent user the workspace belongs to, and `score` runs the solution as
+that same user (waiting while another process holds it), so a directory is always scored by its
+workspace's owner, whatever runs concurrently.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
+import shutil
 import sys
 from pathlib import Path
 
 from ..events import dumps
 from ..runconfig import default_cache_root
-from ..sandbox import AgentIdentity, using_identity
+from ..sandbox import USER_PREFIX, AgentIdentity, using_identity
 from .common import fail, registry_or_exit
+
+AGENT_RECORD = ".rebench-agent"  # in DIR: the agent user that owns DIR/workspace
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -39,8 +48,8 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.action == "prepare":
         cache = Path(args.dir) if args.dir else default_cache_root() / env.name
-        cache.mkdir(parents=True, exist_ok=True)
-        env.prepare(args.size, cache)
+        with made_directory(cache, "the cache directory"):
+            env.prepare(args.size, cache)
         if args.calibrate:
             calibrate = getattr(env, "calibrate", None)
             if calibrate is None:
@@ -51,31 +60,104 @@ def main(argv: list[str] | None = None) -> None:
     if not args.dir:
         fail(f"rebench-env {args.action} needs DIR (it holds DIR/workspace and DIR/protected)")
     root = Path(args.dir)
+    if args.action == "setup":
+        setup(env, root, args.size, args.variant)
+    else:
+        score(env, root, args.size)
+
+
+class made_directory:
+    """Create `path` (and missing parents) for a command, failing with one line when it cannot be
+    a directory; if the command then fails, remove what was created."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        self.path, self.what = Path(path), what
+        self.created: Path | None = None
+
+    def __enter__(self) -> Path:
+        missing = [p for p in [self.path, *self.path.parents] if not p.exists()]
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            fail(f"{self.what} {self.path} is a file, not a directory; give a directory")
+        except OSError as exc:
+            fail(f"cannot create {self.what} {self.path}: {exc.strerror}; give a directory you can write")
+        if not os.access(self.path, os.W_OK):
+            fail(f"{self.what} {self.path} is not writable; give a directory you can write")
+        self.created = missing[-1] if missing else None
+        return self.path
+
+    def __exit__(self, kind, value, tb) -> None:
+        if kind is not None and self.created is not None:
+            shutil.rmtree(self.created, ignore_errors=True)
+
+
+def setup(env, root: Path, size: str, variant: str) -> None:
     workspace, protected = root / "workspace", root / "protected"
-    identity = AgentIdentity.acquire()
-    try:
-        with using_identity(identity):
-            if args.action == "setup":
-                if workspace.exists() and any(workspace.iterdir()):
-                    fail(f"{workspace} is not empty; choose a new DIR")
-                workspace.mkdir(parents=True, exist_ok=True)
-                protected.mkdir(parents=True, exist_ok=True)
+    if workspace.exists() and (not workspace.is_dir() or any(workspace.iterdir())):
+        fail(f"{workspace} exists and is not an empty directory; choose a new DIR")
+    with made_directory(root, "DIR"):
+        identity = AgentIdentity.acquire()
+        try:
+            with using_identity(identity):
+                workspace.mkdir(exist_ok=True)
+                protected.mkdir(exist_ok=True)
                 os.chmod(protected, 0o700)
-                cache = default_cache_root() / env.name
-                cache.mkdir(parents=True, exist_ok=True)
-                env.prepare(args.size, cache)
-                instructions = env.setup(workspace, protected, args.size, args.variant)
+                with made_directory(default_cache_root() / env.name, "the cache directory") as cache:
+                    env.prepare(size, cache)
+                identity.protect([Path(p) for p in env.private_paths()])
+                instructions = env.setup(workspace, protected, size, variant)
                 identity.give(workspace)
-                print(instructions)
-            else:
-                if not workspace.is_dir() or not protected.is_dir():
-                    fail(f"{root} has no workspace/ and protected/; run `rebench-env setup {args.name} {root}` first")
-                entry = env.score(workspace, protected, args.size)
-                norm = env.normalization(args.size)
-                print(dumps({"raw": entry.raw, "valid": entry.valid, "normalized": norm.normalize(entry.raw),
-                             "message": entry.message, "details": entry.details}))
+                if identity.as_other_user:
+                    record_user(root, identity.isolation.user)
+        finally:
+            identity.release()
+    print(instructions)
+
+
+def score(env, root: Path, size: str) -> None:
+    workspace, protected = root / "workspace", root / "protected"
+    if not workspace.is_dir() or not protected.is_dir():
+        fail(f"{root} has no workspace/ and protected/; run `rebench-env setup {env.name} {root}` first")
+    user = recorded_user(root)
+    identity = AgentIdentity.acquire(user=user, wait=True)
+    try:
+        if identity.as_other_user and user is None:  # set up by an earlier version: take it over
+            identity.give(workspace)
+            record_user(root, identity.isolation.user)
+        identity.protect([Path(p) for p in env.private_paths()])
+        identity.confine(hidden=[protected, default_cache_root()], writable=[workspace])
+        with using_identity(identity):
+            entry = env.score(workspace, protected, size)
     finally:
         identity.release()
+    norm = env.normalization(size)
+    print(dumps({"raw": entry.raw, "valid": entry.valid, "normalized": norm.normalize(entry.raw),
+                 "message": entry.message, "details": entry.details}))
+
+
+def record_user(root: Path, user: str) -> None:
+    fd = os.open(root / AGENT_RECORD, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as f:
+        f.write(user + "\n")
+
+
+def recorded_user(root: Path) -> str | None:
+    """The agent user `setup` recorded for DIR (None when running without root or none recorded)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        fd = os.open(root / AGENT_RECORD, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        fail(f"{root / AGENT_RECORD} is not a plain file ({exc.strerror}); remove it to take a new agent user")
+    with os.fdopen(fd) as f:
+        name = f.read(100).strip()
+    record = root / AGENT_RECORD
+    if not re.fullmatch(rf"{re.escape(USER_PREFIX)}\d+", name):
+        fail(f"{record} names {name!r}, which is not an agent user ({USER_PREFIX}N); remove the file to take a new one")
+    return name
 
 
 if __name__ == "__main__":
