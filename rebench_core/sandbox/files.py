@@ -147,9 +147,10 @@ def read_agent_file(path: str | Path, workspace: Path, max_bytes: int = 10_000_0
             raise ValueError(f"{rel} does not exist in the workspace") from None
         except OSError as exc:
             raise ValueError(f"{rel} is not a plain file ({exc.strerror}); symlinks are not accepted") from None
+        if not stat.S_ISREG(os.fstat(ffd).st_mode):  # a directory, a named pipe, a device
+            os.close(ffd)
+            raise ValueError(f"{rel} is not a regular file")
         with os.fdopen(ffd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise ValueError(f"{rel} is not a regular file")
             return f.read(max_bytes)
     finally:
         os.close(fd)

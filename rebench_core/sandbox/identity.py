@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import pwd
+import re
 import shutil
 import stat
 import subprocess
@@ -193,9 +194,10 @@ def stale_scratch(tag: str) -> list[Path]:
 
 
 def sweep_shared_scratch(uid: int) -> list[str]:
-    """Remove what user `uid` left at the top of the machine's shared scratch places (without
-    namespaces an agent can write /tmp, /var/tmp, /dev/shm and /dev/mqueue directly)."""
-    removed = []
+    """Remove what user `uid` left in the machine's shared scratch places (without namespaces an
+    agent can write the top of /tmp, /var/tmp, /dev/shm and /dev/mqueue, and make System V IPC
+    objects)."""
+    removed = _sweep_sysv_ipc(uid)
     for place in SHARED_SCRATCH:
         try:
             entries = list(os.scandir(place))
@@ -212,6 +214,22 @@ def sweep_shared_scratch(uid: int) -> list[str]:
                 removed.append(entry.path)
             except OSError:
                 continue
+    return removed
+
+
+def _sweep_sysv_ipc(uid: int) -> list[str]:
+    removed = []
+    for kind, flag in (("shm", "-m"), ("sem", "-s"), ("msg", "-q")):
+        try:
+            header, *rows = Path(f"/proc/sysvipc/{kind}").read_text().splitlines()
+        except OSError:
+            continue
+        columns = header.split()
+        for row in rows:
+            values = dict(zip(columns, row.split()))
+            if values.get("uid") == str(uid) and (ident := values.get(f"{kind}id" if kind != "msg" else "msqid")):
+                if subprocess.run(["ipcrm", flag, ident], capture_output=True).returncode == 0:
+                    removed.append(f"System V {kind} {ident}")
     return removed
 
 
@@ -274,6 +292,8 @@ class AgentIdentity:
                                  "own user, so the protected directory is readable by the agent; timeouts and "
                                  "process cleanup are enforced. Run as root for a dedicated unprivileged agent user.",
                                  [], problem))
+        if user is not None and not re.fullmatch(rf"{re.escape(USER_PREFIX)}\d+", user):
+            raise ValueError(f"{user!r} is not an agent user ({USER_PREFIX}N)")
         names = [user] if user else [f"{USER_PREFIX}{i}" for i in range(MAX_USERS)]
         for name in names:
             locks = lock_user(name, wait)
@@ -412,27 +432,14 @@ class AgentIdentity:
         if self.owner is not None:
             chown_tree(Path(path), self.owner, private=True)
 
-    def kill_started_since(self, since: float, session: int) -> None:
+    def kill_started_since(self, ticks: int, session: int) -> None:
         """Without namespaces, what a scoring command left running: processes of the agent user
-        started since `since` (user mode; the agent's own ones started meanwhile die too), or the
-        command's session (none mode)."""
+        started since `ticks` (`keeper.boot_ticks()`; user mode: the agent's own ones started
+        meanwhile die too), or the command's session (none mode)."""
         if self.namespaces:
             return
-        import psutil
-
         if self.as_other_user:
-            for _ in range(20):
-                victims = []
-                for p in psutil.process_iter(["uids", "create_time"]):
-                    if p.info["uids"] and p.info["uids"].real == self.isolation.uid and \
-                            (p.info["create_time"] or 0) >= since - 0.01:
-                        victims.append(p)
-                if not victims:
-                    return
-                for p in victims:
-                    with contextlib.suppress(psutil.Error):
-                        p.kill()
-                psutil.wait_procs(victims, timeout=1)
+            keeper_module.kill_user_processes_since(self.isolation.uid, ticks)
         else:
             keeper_module.kill_session_processes({session})
 

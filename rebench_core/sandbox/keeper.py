@@ -79,6 +79,24 @@ def kill_user_processes(uid: int) -> int:
     return kill_matching(of_user)
 
 
+def boot_ticks() -> int:
+    """Now, in the clock ticks since boot that /proc/PID/stat gives a process's start time in."""
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * os.sysconf("SC_CLK_TCK"))
+
+
+def _start_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+        return int(f.read().rpartition(")")[2].split()[19])
+
+
+def kill_user_processes_since(uid: int, ticks: int) -> int:
+    """Kill the processes of `uid` started at or after `ticks` (see `boot_ticks`)."""
+    def new_of_user(pid: int, status: dict[str, str]) -> bool:
+        return str(uid) in status.get("Uid", "").split()[:3] and _start_ticks(pid) >= ticks
+
+    return kill_matching(new_of_user)
+
+
 def kill_session_processes(sessions: set[int]) -> int:
     """Kill every process in one of `sessions` (a process's session id read from /proc)."""
     def in_sessions(pid: int, status: dict[str, str]) -> bool:

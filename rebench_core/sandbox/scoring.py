@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .identity import AgentIdentity, agent_env
+from .keeper import boot_ticks
 
 
 @dataclass
@@ -84,7 +85,7 @@ def run_as_agent(argv: list[str] | str, *, cwd: Path, timeout: float, env: dict[
             agent_tempdir("rebench-home-", identity) as home:
         full_env = agent_env(home, env)
         command = identity.command(args, Path(cwd), writable=(Path(cwd),), env=full_env)
-        started, since = time.monotonic(), time.time()
+        started, since = time.monotonic(), boot_ticks()
         proc = subprocess.Popen(command, cwd=cwd, env=full_env,
                                 stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
                                 stdout=out, stderr=err, start_new_session=True, **identity.popen_kwargs())

@@ -113,9 +113,16 @@ def _checkout_of(path: Path) -> Checkout | None:
     return None
 
 
+def _readable_checkout_of(path: Path) -> Checkout | None:
+    try:
+        return _checkout_of(path)
+    except OSError:  # a git directory we cannot read is one the agent (no more privileged) cannot either
+        return None
+
+
 @functools.lru_cache(maxsize=1)
 def checkouts() -> tuple[Checkout, ...]:
-    found = {c for p in package_roots() if (c := _checkout_of(p)) is not None}
+    found = {c for p in package_roots() if (c := _readable_checkout_of(p)) is not None}
     return tuple(sorted(found, key=lambda c: c.root))
 
 
