@@ -17,7 +17,7 @@ import pytest
 from security_fixtures import box, harness_run, mode, needs_root  # noqa: F401  (fixtures)
 
 from rebench_core.harness import ConfigError, RunConfig, plan_run
-from rebench_core.sandbox import AgentIdentity, chown_tree, make_private, read_agent_file
+from rebench_core.sandbox import AgentIdentity, chown_tree, make_private, read_agent_file, write_agent_file
 
 pytestmark = needs_root
 
@@ -221,3 +221,38 @@ def test_a_run_directory_an_agent_user_owns_is_refused(registry, agent_dir, scri
         assert list(planted.iterdir()) == []
     finally:
         identity.release()
+
+
+@pytest.mark.parametrize("plant", ["link_to_dir", "link_at_name", "dir_at_name", "file_at_dir"])
+def test_a_scaffolds_saved_output_never_goes_through_a_plant(agent_dir, plant):
+    """The modular scaffold (in the harness, as root) saves long outputs into workspace/tool_outputs;
+    the agent knows the names it will use."""
+    from types import SimpleNamespace
+
+    from rebench_scaffolds.modular.context import StepContext
+
+    workspace = agent_dir / "ws"
+    workspace.mkdir()
+    os.chown(workspace, 12345, 12345)
+    victim_dir = agent_dir / "root-dir"
+    victim_dir.mkdir(mode=0o700)
+    victim = _root_only(victim_dir / "tool_output_00001_00001.txt", "original")
+    folder = workspace / "tool_outputs"
+    if plant == "link_to_dir":
+        folder.symlink_to(victim_dir)
+    elif plant == "file_at_dir":
+        folder.write_text("x")
+    else:
+        folder.mkdir()
+        target = folder / "tool_output_00001_00001.txt"
+        target.symlink_to(victim) if plant == "link_at_name" else target.mkdir()
+    ctx = SimpleNamespace(task=SimpleNamespace(workspace=workspace), settings=SimpleNamespace(output_dir="tool_outputs"),
+                          state=SimpleNamespace(step=1, saved_outputs=0))
+    saved = StepContext.save_output(ctx, "agent-chosen text")
+    assert victim.read_text() == "original" and sorted(os.listdir(victim_dir)) == ["tool_output_00001_00001.txt"]
+    if plant == "link_at_name":
+        assert Path(saved).read_text() == "agent-chosen text" and os.stat(saved).st_uid == 12345
+    else:
+        assert saved is None
+    with pytest.raises(ValueError, match="not a relative path"):
+        write_agent_file("../escape.txt", workspace, b"x")

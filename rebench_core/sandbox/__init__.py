@@ -7,7 +7,8 @@ safe file handling, and cleanup that survives the harness.
 describes what each mode protects against.
 """
 
-from .files import IoDir, chown_tree, foreign_directory_problem, hand_back, make_private, read_agent_file
+from .files import (IoDir, chown_tree, foreign_directory_problem, hand_back, make_private, read_agent_file,
+                    write_agent_file)
 from .identity import (BASE_PATH, LOCK_DIR, PASSTHROUGH_ENV, SETPRIV, USER_PREFIX, AgentIdentity, Isolation,
                        agent_env, lock_user, namespace_problem, reap_user, run_directory_problem)
 from .keeper import kill_user_processes, move_tree
@@ -21,5 +22,5 @@ __all__ = [
     "Isolation", "IoDir", "Sandbox", "agent_can_reach", "agent_env", "agent_python_problem", "agent_tempdir",
     "chown_tree", "current_identity", "first_closed_parent", "foreign_directory_problem", "hand_back",
     "kill_sessions", "kill_user_processes", "lock_user", "make_private", "namespace_problem", "read_agent_file",
-    "move_tree", "reap_user", "run_as_agent", "run_directory_problem", "using_identity",
+    "move_tree", "reap_user", "run_as_agent", "run_directory_problem", "using_identity", "write_agent_file",
 ]

@@ -10,6 +10,7 @@ goes through `IoDir`, a directory only the harness can change.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
@@ -152,6 +153,50 @@ def read_agent_file(path: str | Path, workspace: Path, max_bytes: int = 10_000_0
             raise ValueError(f"{rel} is not a regular file")
         with os.fdopen(ffd, "rb") as f:
             return f.read(max_bytes)
+    finally:
+        os.close(fd)
+
+
+def write_agent_file(rel: str | Path, workspace: Path, data: bytes) -> Path:
+    """Write a new file into the agent's workspace for it (a scaffold saving a long tool output):
+    each directory on the way is opened without following links (missing ones are made), a link or
+    file planted at the name is replaced, never written through, and under root the new file and
+    directories belong to the workspace's owner. Raises ValueError when a directory on the way is
+    not a plain directory."""
+    rel = Path(rel)
+    if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+        raise ValueError(f"{rel}: not a relative path inside the workspace")
+    fd = os.open(workspace, O_DIR)
+    st = os.fstat(fd)
+    owner = (st.st_uid, st.st_gid) if os.geteuid() == 0 else None
+    try:
+        for part in rel.parts[:-1]:
+            try:
+                os.mkdir(part, 0o755, dir_fd=fd)
+                made = True
+            except FileExistsError:
+                made = False
+            try:
+                next_fd = os.open(part, O_DIR, dir_fd=fd)
+            except OSError as exc:
+                raise ValueError(f"{rel}: {part} is not a plain directory ({exc.strerror})") from None
+            os.close(fd)
+            fd = next_fd
+            if made and owner is not None:
+                os.fchown(fd, *owner)
+        name = rel.parts[-1]
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            os.unlink(name, dir_fd=fd)  # a planted link goes, its target stays as it was
+        try:
+            out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                          dir_fd=fd)
+        except OSError as exc:
+            raise ValueError(f"{rel}: cannot create it ({exc.strerror})") from None
+        with os.fdopen(out, "wb") as f:
+            f.write(data)
+            if owner is not None:
+                os.fchown(f.fileno(), *owner)
+        return Path(workspace) / rel
     finally:
         os.close(fd)
 

@@ -139,10 +139,14 @@ def cache_roots() -> list[Path]:
 def protected_copies(private: Iterable[Path] = ()) -> list[Path]:
     """Other places protected material lives: the git directories of our checkouts (every committed
     reference solution is in their objects), the counterparts of `private` in sibling worktrees, the
-    caches, and whatever REBENCH_HIDE names."""
+    compiled copies of private modules, the caches, and whatever REBENCH_HIDE names."""
     copies = set(cache_roots())
     extra = [Path(p) for p in os.environ.get(HIDE_ENV, "").split(":") if p.startswith("/")]
     copies.update(_real(p) for p in extra)
+    for path in private:  # a private module, once imported, has a compiled copy beside it
+        path = Path(path)
+        if path.suffix == ".py":
+            copies.update(_real(c) for c in (path.parent / "__pycache__").glob(f"{path.stem}.*.pyc"))
     for checkout in checkouts():
         copies.add(checkout.git_dir)
         for path in private:
