@@ -9,6 +9,7 @@ scaffold or scorer crash, a signal).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -428,8 +429,10 @@ class Run:
         started = time.monotonic()
         assert self.protected_dir is not None
         try:
-            entry = await asyncio.wait_for(
-                asyncio.to_thread(env.score, self.workspace, self.protected_dir, config.size), env.score_timeout_s)
+            # The agent's own processes are paused while it is scored (they cannot change the files under test).
+            async with self.sandbox.paused() if self.sandbox is not None else contextlib.nullcontext():
+                entry = await asyncio.wait_for(
+                    asyncio.to_thread(env.score, self.workspace, self.protected_dir, config.size), env.score_timeout_s)
         except asyncio.TimeoutError:
             entry = ScoreEntry.invalid(f"scoring took longer than {env.score_timeout_s:g} s", timeout=True)
         except Exception as exc:

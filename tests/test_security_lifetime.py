@@ -13,13 +13,17 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
-from security_fixtures import box, gone, mode, needs_root, unique_seconds  # noqa: F401  (fixtures)
+import core_test_plugin
+from security_fixtures import box, gone, harness_run, mode, needs_root, unique_seconds  # noqa: F401  (fixtures)
 
+from rebench_core import Environment, Normalization, ScoreEntry, hookimpl
 from rebench_core.events import read_events
-from rebench_core.sandbox import AgentIdentity, lock_user, run_as_agent
+from rebench_core.registry import load_plugins
+from rebench_core.sandbox import AgentIdentity, lock_user, read_agent_file, run_as_agent
 
 pytestmark = needs_root
 HERE = Path(__file__).resolve()
@@ -55,6 +59,43 @@ async def test_the_agent_killing_its_shell_ends_its_processes_and_the_next_call_
         assert gone(f"sleep {seconds}")
     after = await box.bash("echo again; pwd", 10)
     assert after.output.splitlines() == ["again", str(box.workspace)]
+
+
+class ReadsTwice(Environment):
+    """Scores 1 when answer.txt reads the same before and after a scoring command: a background
+    process of the agent flipping it between the two reads would make a check and a measurement
+    see different submissions."""
+
+    name = "reads_twice"
+    sizes = ("small",)
+
+    def setup(self, workspace: Path, protected_dir: Path, size: str, variant: str) -> str:
+        (workspace / "answer.txt").write_text("a")
+        return "nothing to do"
+
+    def score(self, workspace: Path, protected_dir: Path, size: str) -> ScoreEntry:
+        first = read_agent_file("answer.txt", workspace)
+        run_as_agent(["sleep", "0.5"], cwd=workspace, timeout=10)
+        return ScoreEntry(raw=float(first == read_agent_file("answer.txt", workspace)))
+
+    def normalization(self, size: str) -> Normalization:
+        return Normalization(0.0, 1.0)
+
+
+def test_the_agents_processes_are_paused_while_it_is_scored(tmp_path, mode):
+    plugin = types.ModuleType("reads_twice")
+    plugin.rebench_register_environments = hookimpl(lambda register: register("reads_twice", ReadsTwice))
+    registry = load_plugins(extra_plugins=[("core-tests", core_test_plugin), ("reads-twice", plugin)])
+    # a background process that changes the submission all the time (a counter, replaced atomically)
+    changer = ("python -c \"import os, itertools\nfor i in itertools.count():\n"
+               " open('next', 'w').write(str(i)); os.replace('next', 'answer.txt')\" > /dev/null 2>&1 & "
+               "sleep 0.5; echo started")
+    summary = harness_run(registry, tmp_path, [changer, "cat answer.txt", "sleep 0.5; cat answer.txt"],
+                          env="reads_twice", score_each=True)
+    assert [s["raw"] for s in summary["score_log"]] == [1.0, 1.0, 1.0, 1.0, 1.0]
+    state = tmp_path / "run" / "scaffold"
+    counts = [int(json.loads((state / f"bash-{i}.json").read_text())["output"]) for i in (1, 2)]
+    assert counts[1] > counts[0]  # running again after each score
 
 
 def _drive(out: Path, commands: list[str], env: dict[str, str]) -> subprocess.Popen:

@@ -185,7 +185,7 @@ def stale_scratch(tag: str) -> list[Path]:
     """The scratch directories (tmp roots, protected, staging, scoring) made for identity `tag`:
     `scratch_dir` names them rebench-<what>-<tag>-<random>."""
     found = set()
-    for root in {Path(tempfile.gettempdir()), Path("/tmp")}:
+    for root in {Path(tempfile.gettempdir()), Path("/tmp"), Path("/dev/shm")}:
         for path in root.glob(f"rebench-*-{tag}-*"):
             head, _, suffix = path.name.rpartition("-")
             if head.endswith(f"-{tag}") and suffix and set(suffix) <= _MKDTEMP_CHARS:
@@ -352,11 +352,11 @@ class AgentIdentity:
         self._locks = []
 
     # -- directories ------------------------------------------------------------------------------
-    def scratch_dir(self, prefix: str, restore_to: Path | None = None) -> Path:
-        """A new private directory named for this identity (so a reaper knows whose it was),
-        removed when the identity is given back or its harness dies. With `restore_to`, its
-        `workspace` is moved there first (a staged workspace)."""
-        path = Path(tempfile.mkdtemp(prefix=f"{prefix}{scratch_tag(self.isolation.user)}-"))
+    def scratch_dir(self, prefix: str, restore_to: Path | None = None, parent: Path | None = None) -> Path:
+        """A new private directory (in `parent`, else the temporary directory) named for this
+        identity (so a reaper knows whose it was), removed when the identity is given back or its
+        harness dies. With `restore_to`, its `workspace` is moved there first (a staged workspace)."""
+        path = Path(tempfile.mkdtemp(prefix=f"{prefix}{scratch_tag(self.isolation.user)}-", dir=parent))
         if restore_to is not None:
             (path / RESTORE_MARKER).write_text(f"{restore_to}\n")
             self._record({"restore": [str(path / "workspace"), str(restore_to)]})

@@ -71,6 +71,26 @@ def kill_matching(match, rounds: int = 50) -> int:
     return killed
 
 
+def signal_matching(match, sig: int) -> list[int]:
+    """Send `sig` once to every live process `match` accepts (pidfd-guarded, as `kill_matching`)."""
+    sent = []
+    for pid in _pids():
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            continue
+        try:
+            status = _status(pid)
+            if not status.get("State", "").startswith(("Z", "X")) and match(pid, status):
+                signal.pidfd_send_signal(pidfd, sig)
+                sent.append(pid)
+        except OSError:
+            continue
+        finally:
+            os.close(pidfd)
+    return sent
+
+
 def kill_user_processes(uid: int) -> int:
     """Kill every process whose real, effective or saved uid is `uid`."""
     def of_user(pid: int, status: dict[str, str]) -> bool:

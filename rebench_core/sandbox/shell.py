@@ -31,16 +31,18 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import AsyncIterator, Callable
 
 from ..types import ExecResult
 from .files import IoDir, chown_tree, hand_back, read_output, save_copy
 from .identity import AgentIdentity, agent_env
-from .keeper import kill_user_processes
+from .keeper import kill_user_processes, signal_matching
 from .processes import harness_helpers, kill_sessions
 
 RUNNER = r'''
 set -m
 __rb_io=$1 __rb_state=$2 __rb_ws=$3
+mkdir -p -m 700 "$__rb_state"
 echo "- ready $$"
 while IFS=' ' read -r __rb_kind __rb_id; do
   ( exec 3>&1 </dev/null >"$__rb_io/out-$__rb_id" 2>&1
@@ -86,6 +88,9 @@ for line in requests:
     sys.stdout.flush(); sys.stderr.flush()
     responses.write((json.dumps({"id": request["id"], "ok": ok}) + "\n").encode())
 '''
+
+
+SHELL_STATE_PARENT = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
 
 
 class ShellDied(RuntimeError):
@@ -160,10 +165,17 @@ class Sandbox:
         self.tmp.mkdir(parents=True, exist_ok=True)
         os.chown(self.tmp, os.geteuid(), os.getegid())
         os.chmod(self.tmp, 0o711)
-        self.home, self.state = self.tmp / "home", self.tmp / "shell"
-        for path in (self.home, self.state):
-            path.mkdir(exist_ok=True)
-            if identity.owner is not None:
+        self.home = self.tmp / "home"
+        self.home.mkdir(exist_ok=True)
+        # The shell's saved cwd and exports are rewritten every step: on a tmpfs, because rewriting a
+        # file on ext4 forces a flush (auto_da_alloc). With namespaces, the namespace's private
+        # /dev/shm; without, a directory of the identity's in the machine's.
+        if identity.namespaces:
+            self.state = Path("/dev/shm/.rebench-shell")
+        else:
+            self.state = identity.scratch_dir("rebench-shell-", parent=SHELL_STATE_PARENT)
+        if identity.owner is not None:
+            for path in (self.home, *([] if identity.namespaces else [self.state])):
                 chown_tree(path, identity.owner, private=True)
         self.io = IoDir(self.tmp, identity.owner)
         os.close(self.io.create("py_server.py", PY_SERVER.encode()))
@@ -406,6 +418,53 @@ class Sandbox:
         for name in (f"py-{server.token}-req", f"py-{server.token}-resp", f"cmd-{server.token}",
                      f"out-{server.token}"):
             self.io.remove(name)
+
+    # -- official scores ------------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def paused(self) -> AsyncIterator[None]:
+        """Stop every process of the agent's (SIGSTOP) for the duration of an official score, and
+        continue them after: the score measures the submission alone, and nothing the agent left
+        running can change files or load the machine while it is scored. (Without a user or a
+        namespace of its own, the agent's processes cannot be told from ours: nothing is paused.)"""
+        stopped = await asyncio.to_thread(self._stop_agent)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(signal_matching, lambda pid, status: pid in stopped, signal.SIGCONT)
+
+    def _agent_process(self) -> Callable[[int, dict[str, str]], bool] | None:
+        """Which processes are the agent's own (not its scoring commands, which start later)."""
+        if self.identity.as_other_user:
+            uid = str(self.identity.isolation.uid)
+            return lambda pid, status: uid in status.get("Uid", "").split()[:3]
+        runner = self._runner
+        if runner is None or not self.identity.namespaces:
+            return None
+        # bubblewrap without root: the namespace's processes, all below the runner's bubblewrap
+        import psutil
+
+        try:
+            inside = {p.pid for p in psutil.Process(runner.proc.pid).children(recursive=True)}
+        except psutil.Error:
+            return None
+        return lambda pid, status: pid in inside and status.get("Uid", "").split()[:1] == [str(os.getuid())] \
+            and int(status.get("NSpid", "0 0").split()[-1]) > 1
+
+    def _stop_agent(self) -> set[int]:
+        match = self._agent_process()
+        stopped: set[int] = set()
+        if match is None:
+            return stopped
+        for _ in range(50):  # until a pass finds nothing new: a stopped process cannot fork
+            new = signal_matching(lambda pid, status: pid not in stopped and match(pid, status), signal.SIGSTOP)
+            if not new:
+                break
+            stopped.update(new)
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and signal_matching(
+                lambda pid, status: pid in stopped and not status.get("State", "").startswith(("T", "t")), 0):
+            time.sleep(0.01)
+        return stopped
 
     # -- the end --------------------------------------------------------------------------------------
     async def close(self) -> None:
