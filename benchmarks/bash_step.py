@@ -1,8 +1,8 @@
 """The bash tool's cost per step against the cost of spawning the agent's shell, and what namespaces cost.
 
-Run as root (the harness's normal case: agent commands as an unprivileged user). Every figure is
-timed in the same interleaved rounds, so machine load affects them alike; the table gives the median
-over rounds of each round's mean, and the ratio to the spawn floor.
+Run as root (the harness's normal case: agent commands as an unprivileged user). The variants are
+interleaved step by step, so machine load affects them alike; the table gives each one's median and
+mean per step, and their ratios to the spawn floor's.
 
 - spawn floor: one `setpriv` (the agent user) + `bash --noprofile --norc -c true` per step, started
   from asyncio as a process-per-call tool must;
@@ -13,6 +13,8 @@ over rounds of each round's mean, and the ratio to the spawn floor.
 - sandbox start: the first call of a new Sandbox (starting its shell and namespace).
 
     sudo python benchmarks/bash_step.py [--steps 100] [--rounds 5] [--before 856973b]
+
+(`--rounds` x `--steps` steps per variant; a sandbox start is timed once every `--steps` steps.)
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pathlib import Path
 from rebench_core.sandbox import SETPRIV, AgentIdentity, Sandbox, agent_env, run_as_agent
 
 ROOT = Path(__file__).resolve().parent.parent
+FLOOR = "spawn floor (setpriv + bash -c true)"
 
 
 def load_revision(rev: str):
@@ -46,13 +49,6 @@ def load_revision(rev: str):
     sys.modules["sandbox_before"] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
-
-
-async def per_step(step, steps: int) -> float:
-    started = time.perf_counter()
-    for _ in range(steps):
-        await step()
-    return 1000 * (time.perf_counter() - started) / steps
 
 
 async def main() -> None:
@@ -88,7 +84,7 @@ async def main() -> None:
         await proc.wait()
 
     steps = {
-        "spawn floor (setpriv + bash -c true)": lambda: spawn(floor_argv),
+        FLOOR: lambda: spawn(floor_argv),
         "spawn in a namespace (bwrap + setpriv + bash)": lambda: spawn(ns_argv),
         "bash tool, namespaces (persistent shell)": lambda: boxes["ns"].bash("true", 10),
         "bash tool, no namespaces (persistent shell)": lambda: boxes["flat"].bash("true", 10),
@@ -113,23 +109,29 @@ async def main() -> None:
               "sandbox start, no namespaces": lambda: fresh_start("flat", flat)}
     for box in boxes.values():
         await box.bash("true", 10)  # warm
-    results: dict[str, list[float]] = {name: [] for name in [*steps, *starts]}
-    for _ in range(args.rounds):
+    # Interleaved step by step: each variant's k-th step runs next to the others' k-th steps.
+    times: dict[str, list[float]] = {name: [] for name in [*steps, *starts]}
+    for i in range(args.rounds * args.steps):
         for name, step in steps.items():
-            results[name].append(await per_step(step, args.steps))
-        for name, start in starts.items():
-            results[name].append(await per_step(start, 3))
+            started = time.perf_counter()
+            await step()
+            times[name].append(1000 * (time.perf_counter() - started))
+        if i % args.steps == 0:
+            for name, start in starts.items():
+                started = time.perf_counter()
+                await start()
+                times[name].append(1000 * (time.perf_counter() - started))
     for box in boxes.values():
         await box.close()
     identity.release()
     flat.release()
     shutil.rmtree(base, ignore_errors=True)
-    floor = statistics.median(results["spawn floor (setpriv + bash -c true)"])
-    print(f"{'what':52} {'ms':>8} {'x floor':>8}   ({args.steps} steps x {args.rounds} interleaved rounds; "
-          f"median of round means; load {os.getloadavg()[0]:.1f})")
-    for name, values in results.items():
-        ms = statistics.median(values)
-        print(f"{name:52} {ms:8.2f} {ms / floor:8.2f}")
+    floor = {"median": statistics.median(times[FLOOR]), "mean": statistics.fmean(times[FLOOR])}
+    print(f"{'what':52} {'median ms':>9} {'x floor':>7} {'mean ms':>8} {'x floor':>7}   "
+          f"({args.rounds * args.steps} steps each, interleaved; load {os.getloadavg()[0]:.1f})")
+    for name, values in times.items():
+        med, mean = statistics.median(values), statistics.fmean(values)
+        print(f"{name:52} {med:9.2f} {med / floor['median']:7.2f} {mean:8.2f} {mean / floor['mean']:7.2f}")
     sys.stdout.flush()
 
 

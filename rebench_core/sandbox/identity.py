@@ -261,7 +261,7 @@ class AgentIdentity:
         self.hidden: list[Path] = []
         self.writable: list[Path] = []
         self.records = Records()
-        self.tempdirs: list[Path] = []  # open agent_tempdir()s: writable for scoring commands
+        self.tempdirs: list[Path] = []  # open agent_tempdir()s: writable for scoring commands only
         # -S: the keeper needs only the standard library, and starts in a few milliseconds.
         self._keeper = subprocess.Popen(
             [sys.executable, "-I", "-S", keeper_module.__file__], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
@@ -409,7 +409,7 @@ class AgentIdentity:
             switch.append("--")
         if not self.namespaces:
             return [*switch, *argv]
-        view = standard_view(self.hidden, [*self.writable, *self.tempdirs, *writable], env or {})
+        view = standard_view(self.hidden, [*self.writable, *writable], env or {})
         return [*bwrap_argv(view, cwd), "--", *switch, *argv]
 
     @property

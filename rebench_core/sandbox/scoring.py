@@ -84,7 +84,7 @@ def run_as_agent(argv: list[str] | str, *, cwd: Path, timeout: float, env: dict[
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
             agent_tempdir("rebench-home-", identity) as home:
         full_env = agent_env(home, env)
-        command = identity.command(args, Path(cwd), writable=(Path(cwd),), env=full_env)
+        command = identity.command(args, Path(cwd), writable=(Path(cwd), *identity.tempdirs), env=full_env)
         started, since = time.monotonic(), boot_ticks()
         proc = subprocess.Popen(command, cwd=cwd, env=full_env,
                                 stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,

@@ -3,8 +3,8 @@
 Agent commands run in their own mount, PID and IPC namespaces. The root of their file system is
 empty except what is listed here: the system directories (read-only), the Python that runs them,
 the harness's own packages, the programs on their PATH (read-only), and the places the run gives
-them to write (the workspace, the run's scratch). /tmp, /var/tmp and /dev/shm are empty and private
-to the namespace, and /proc shows only the namespace's processes. Everything else on the machine is
+them to write (the workspace, the run's scratch). /tmp, /var/tmp and /dev/shm are empty in-memory
+file systems private to the namespace, and /proc shows only the namespace's processes. Everything else on the machine is
 absent: home directories (/root included, with its caches), other checkouts, data directories,
 other runs' leftovers. Where something to hide lies inside what is shown (a reference solution
 shipped in a package, the checkout's git objects when it lives under /opt, a cache under /var), it
@@ -180,6 +180,10 @@ def standard_view(hidden: Iterable[Path], writable: Iterable[Path], env: Mapping
     return view
 
 
+def _memory_bytes() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 class _Mounts:
     """bubblewrap arguments, creating each missing parent directory 0711 (bubblewrap's own are 0700,
     which an agent user could not pass through; like the run directory, these let others pass, not
@@ -212,9 +216,9 @@ class _Mounts:
         self.args += [flag, str(source), str(dest)]
         self.mounts.append((dest, "bind", source))
 
-    def tmpfs(self, dest: Path, mode: int) -> None:
+    def tmpfs(self, dest: Path, mode: int, size: int | None = None) -> None:
         self._parents(dest)
-        self.args += ["--perms", f"{mode:04o}", "--tmpfs", str(dest)]
+        self.args += ["--perms", f"{mode:04o}", *(["--size", str(size)] if size else []), "--tmpfs", str(dest)]
         self.mounts.append((dest, "tmpfs", None))
 
     def symlink(self, target: str, dest: Path) -> None:
@@ -252,7 +256,9 @@ def bwrap_argv(view: View, cwd: Path) -> list[str]:
     for name in PRIVATE_SCRATCH:
         path = Path(name)
         if path == Path("/tmp") or m.exists(path):
-            m.tmpfs(path, 0o1777)
+            # in memory: /dev/shm at the kernel's default (half of it, as the machine's), /tmp and
+            # /var/tmp at a quarter each
+            m.tmpfs(path, 0o1777, None if name == "/dev/shm" else _memory_bytes() // 4)
     for path in view.hidden:
         m.cover(path)
     for path in view.writable:
