@@ -138,7 +138,7 @@ def test_sigkill_of_the_harness_leaves_no_agent_process_and_no_scratch(tmp_path,
                 f"nohup bash -c \"trap '' TERM HUP; exec sleep {seconds}\" > /dev/null 2>&1 & echo nohup",
                 "echo $HOME > home.txt; sleep 600"]
     out = tmp_path / "run"
-    harness = _drive(out, commands, dict(os.environ))
+    harness = _drive(out, commands, dict(os.environ, REBENCH_TEST_USER="rebench-agent-250"))
     try:
         _wait_for(lambda: _tool_started(out, "sleep 600"))
         time.sleep(0.5)
@@ -165,7 +165,7 @@ def test_a_run_killed_with_its_keeper_is_reaped_by_the_next_start_or_the_doctor(
         out = tmp_path / reaper
         harness = _drive(out, [f"setsid sleep {seconds} < /dev/null > /dev/null 2>&1 & echo daemon; "
                                f"echo left > /dev/shm/left-$$; echo left > /tmp/left-$$; sleep 600"],
-                         dict(os.environ, REBENCH_PRINT_KEEPER="1"))
+                         dict(os.environ, REBENCH_TEST_USER=f"rebench-agent-{251 + (reaper == 'doctor')}"))
         try:
             keeper = int(harness.stdout.readline())
             _wait_for(lambda: _tool_started(out, "sleep 600"))
@@ -224,11 +224,13 @@ def _drive_main(out: str, commands: str) -> None:
 
     if os.environ.get("REBENCH_NO_NAMESPACES") == "1":  # as the `mode` fixture: leave real checkouts alone
         sandbox.view.checkouts = lambda: ()
-    if os.environ.get("REBENCH_PRINT_KEEPER"):
+    if os.environ.get("REBENCH_TEST_USER"):
         acquire = sandbox.AgentIdentity.acquire.__func__
 
         def acquire_and_tell(cls, *args, **kwargs):
-            identity = acquire(cls, *args, **kwargs)
+            # a user from the top of the range, which harnesses of other versions on this shared
+            # machine (they take the lowest free one) will not grab between our death and our reaper
+            identity = acquire(cls, user=os.environ["REBENCH_TEST_USER"])
             print(identity._keeper.pid, flush=True)
             return identity
 

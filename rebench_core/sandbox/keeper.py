@@ -39,56 +39,45 @@ def _pids() -> list[int]:
     return [int(name) for name in os.listdir("/proc") if name.isdigit()]
 
 
-def kill_matching(match, rounds: int = 50) -> int:
-    """SIGKILL every live process whose /proc status `match` accepts, repeating until none is left
-    (processes fork while the first pass runs). A pidfd is opened before the status is read, so a
-    pid reused in between is never signalled by mistake."""
-    killed = 0
+def _alive_match(pid: int, match) -> bool:
+    status = _status(pid)
+    return not status.get("State", "").startswith(("Z", "X")) and bool(match(pid, status))
+
+
+def signal_matching(match, sig: int) -> list[int]:
+    """Send `sig` to every live process whose /proc status `match` accepts. A candidate's status is
+    read again through a pidfd before the signal, so a pid reused in between is never signalled."""
+    sent = []
     me = os.getpid()
+    for pid in _pids():
+        try:
+            if pid == me or not _alive_match(pid, match):
+                continue
+            pidfd = os.pidfd_open(pid)
+        except (OSError, ValueError):
+            continue
+        try:
+            if _alive_match(pid, match):  # the pidfd holds this process: its pid cannot be reused now
+                signal.pidfd_send_signal(pidfd, sig)
+                sent.append(pid)
+        except (OSError, ValueError):
+            continue
+        finally:
+            os.close(pidfd)
+    return sent
+
+
+def kill_matching(match, rounds: int = 50) -> int:
+    """SIGKILL every process `match` accepts, repeating until none is left (processes fork while a
+    pass runs)."""
+    killed = 0
     for _ in range(rounds):
-        victims = 0
-        for pid in _pids():
-            if pid == me:
-                continue
-            try:
-                pidfd = os.pidfd_open(pid)
-            except OSError:
-                continue
-            try:
-                status = _status(pid)
-                if status.get("State", "").startswith(("Z", "X")) or not match(pid, status):
-                    continue
-                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-                victims += 1
-            except OSError:
-                continue
-            finally:
-                os.close(pidfd)
+        victims = len(signal_matching(match, signal.SIGKILL))
         if not victims:
             return killed
         killed += victims
         time.sleep(0.02)
     return killed
-
-
-def signal_matching(match, sig: int) -> list[int]:
-    """Send `sig` once to every live process `match` accepts (pidfd-guarded, as `kill_matching`)."""
-    sent = []
-    for pid in _pids():
-        try:
-            pidfd = os.pidfd_open(pid)
-        except OSError:
-            continue
-        try:
-            status = _status(pid)
-            if not status.get("State", "").startswith(("Z", "X")) and match(pid, status):
-                signal.pidfd_send_signal(pidfd, sig)
-                sent.append(pid)
-        except OSError:
-            continue
-        finally:
-            os.close(pidfd)
-    return sent
 
 
 def kill_user_processes(uid: int) -> int:

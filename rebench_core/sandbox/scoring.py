@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,11 +91,10 @@ def run_as_agent(argv: list[str] | str, *, cwd: Path, timeout: float, env: dict[
         proc = subprocess.Popen(command, cwd=cwd, env=full_env,
                                 stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
                                 stdout=out, stderr=err, start_new_session=True, **identity.popen_kwargs())
-        timed_out = False
+        if input is not None:  # fed from a thread: a child that does not read must not block us
+            threading.Thread(target=_feed, args=(proc.stdin, input), daemon=True).start()
         try:
-            proc.communicate(input=input, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+            timed_out = not _exits_within(proc, timeout)
         finally:
             _kill_group(proc.pid)
             proc.wait()
@@ -101,6 +102,26 @@ def run_as_agent(argv: list[str] | str, *, cwd: Path, timeout: float, env: dict[
         duration = time.monotonic() - started
         return AgentProcessResult(_read_head(out, max_output_bytes), _read_head(err, max_output_bytes),
                                   None if timed_out else proc.returncode, timed_out, duration)
+
+
+def _feed(stdin: Any, data: bytes) -> None:
+    with contextlib.suppress(OSError):
+        stdin.write(data)
+        stdin.close()
+
+
+def _exits_within(proc: subprocess.Popen, timeout: float) -> bool:
+    """Wait for `proc` without polling (a pidfd wakes us the moment it exits)."""
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except OSError:  # it is gone already
+        return True
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        return bool(poller.poll(max(timeout, 0) * 1000))
+    finally:
+        os.close(pidfd)
 
 
 def _read_head(f: Any, limit: int) -> str:

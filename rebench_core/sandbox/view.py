@@ -35,10 +35,6 @@ def _real(path: str | Path) -> Path:
     return Path(os.path.realpath(path))
 
 
-def _under(path: Path, roots: Iterable[Path]) -> bool:
-    return any(path == r or r in path.parents for r in roots)
-
-
 def python_roots() -> list[Path]:
     """The Python installation(s) agent commands run: the venv and the interpreter it points at."""
     exe = _real(sys.executable)
@@ -184,48 +180,58 @@ def _memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+def _inside(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def _ancestors(path: str) -> list[str]:
+    """'/a/b/c' -> ['/a', '/a/b'] (top down, without '/' and the path itself)."""
+    parts = path.strip("/").split("/")[:-1]
+    return ["/" + "/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
 class _Mounts:
     """bubblewrap arguments, creating each missing parent directory 0711 (bubblewrap's own are 0700,
     which an agent user could not pass through; like the run directory, these let others pass, not
-    list) and knowing what exists inside at each step."""
+    list) and knowing what exists inside at each step. Paths are real paths, as strings."""
 
     def __init__(self) -> None:
         self.args: list[str] = []
-        self.mounts: list[tuple[Path, str, Path | None]] = []  # (destination, kind, host source)
-        self.made: set[Path] = {Path("/")}
+        self.mounts: list[tuple[str, str, str | None]] = []  # (destination, kind, host source)
+        self.made: set[str] = {"/"}
 
-    def exists(self, path: Path) -> bool:
+    def exists(self, path: str) -> bool:
         for dest, kind, source in reversed(self.mounts):
             if path == dest:
                 return True
-            if dest in path.parents:
+            if _inside(path, dest):
                 if kind == "bind" and source is not None:
-                    return os.path.lexists(source / path.relative_to(dest))
+                    return os.path.lexists(source + path[len(dest.rstrip("/")):])
                 return path in self.made
         return path in self.made
 
-    def _parents(self, dest: Path) -> None:
-        for parent in reversed(dest.parents):
+    def _parents(self, dest: str) -> None:
+        for parent in _ancestors(dest):
             if not self.exists(parent):
-                self.args += ["--perms", "0711", "--dir", str(parent)]
+                self.args += ["--perms", "0711", "--dir", parent]
                 self.made.add(parent)
 
-    def bind(self, source: Path, dest: Path, writable: bool = False, device: bool = False) -> None:
+    def bind(self, source: str, dest: str, writable: bool = False, device: bool = False) -> None:
         self._parents(dest)
         flag = "--dev-bind" if device else "--bind" if writable else "--ro-bind"
-        self.args += [flag, str(source), str(dest)]
+        self.args += [flag, source, dest]
         self.mounts.append((dest, "bind", source))
 
-    def tmpfs(self, dest: Path, mode: int, size: int | None = None) -> None:
+    def tmpfs(self, dest: str, mode: int, size: int | None = None) -> None:
         self._parents(dest)
-        self.args += ["--perms", f"{mode:04o}", *(["--size", str(size)] if size else []), "--tmpfs", str(dest)]
+        self.args += ["--perms", f"{mode:04o}", *(["--size", str(size)] if size else []), "--tmpfs", dest]
         self.mounts.append((dest, "tmpfs", None))
 
-    def symlink(self, target: str, dest: Path) -> None:
-        self.args += ["--symlink", target, str(dest)]
+    def symlink(self, target: str, dest: str) -> None:
+        self.args += ["--symlink", target, dest]
         self.mounts.append((dest, "link", None))
 
-    def cover(self, path: Path) -> None:
+    def cover(self, path: str) -> None:
         """Make `path` empty if it is visible at this point (a directory: an empty tmpfs; a file:
         /dev/null)."""
         if not self.exists(path):
@@ -233,35 +239,33 @@ class _Mounts:
         if os.path.isdir(path):
             self.tmpfs(path, 0o755)
         else:
-            self.bind(Path("/dev/null"), path)
+            self.bind("/dev/null", path)
 
 
 def bwrap_argv(view: View, cwd: Path) -> list[str]:
     """The bubblewrap command line (up to and excluding `--`) that builds `view`."""
     m = _Mounts()
     for name in SYSTEM_DIRS:
-        path = Path(name)
-        if path.is_symlink():
-            m.symlink(os.readlink(path), path)
-        elif path.is_dir():
-            m.bind(path, path)
-    m.bind(Path("/dev"), Path("/dev"), device=True)
-    for path in view.covered:
+        if os.path.islink(name):
+            m.symlink(os.readlink(name), name)
+        elif os.path.isdir(name):
+            m.bind(name, name)
+    m.bind("/dev", "/dev", device=True)
+    for path in map(str, view.covered):
         m.cover(path)
-    shown = [Path(n) for n in SYSTEM_DIRS]
-    for path in view.readable:
-        if os.path.exists(path) and not (_under(path, shown) and m.exists(path)):
+    shown = list(SYSTEM_DIRS)
+    for path in map(str, view.readable):
+        if os.path.exists(path) and not (any(_inside(path, top) for top in shown) and m.exists(path)):
             m.bind(path, path)
             shown.append(path)
     for name in PRIVATE_SCRATCH:
-        path = Path(name)
-        if path == Path("/tmp") or m.exists(path):
+        if name == "/tmp" or m.exists(name):
             # in memory: /dev/shm at the kernel's default (half of it, as the machine's), /tmp and
             # /var/tmp at a quarter each
-            m.tmpfs(path, 0o1777, None if name == "/dev/shm" else _memory_bytes() // 4)
-    for path in view.hidden:
+            m.tmpfs(name, 0o1777, None if name == "/dev/shm" else _memory_bytes() // 4)
+    for path in map(str, view.hidden):
         m.cover(path)
-    for path in view.writable:
+    for path in map(str, view.writable):
         if os.path.exists(path):
             m.bind(path, path, writable=True)
     return ["bwrap", "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--proc", "/proc", *m.args,
