@@ -202,3 +202,21 @@ def test_without_root_bubblewrap_hides_protected_files(agent_dir):
     assert "sk-probe-decoy" not in results["proc"] and "bwrap_probe" not in results["proc"]
     assert "harness-only" not in results["tmp"] and "harness-only" not in results["plant"]
     assert results["after_plant"] == "clean\n" and results["mine_untouched"]
+
+
+def test_scoring_commands_see_the_given_workspace_and_may_reorganise_it(agent_dir):
+    """A scorer runs agent code in a subdirectory of a workspace it gave the agent: the whole
+    workspace is there, and what the scorer gave can be removed and renamed (no mount points)."""
+    identity = AgentIdentity.acquire()
+    try:
+        workspace = agent_dir / "ws"
+        (workspace / "solution" / "trained_model").mkdir(parents=True)
+        (workspace / "base_model").mkdir()
+        identity.give(workspace)
+        identity.give(workspace / "solution" / "trained_model")
+        result = run_as_agent("ls ../base_model && rm -r trained_model && mkdir a && mv a b && mv ../base_model ../moved "
+                              "&& echo done", cwd=workspace / "solution", timeout=30, identity=identity)
+    finally:
+        identity.release()
+    assert result.stdout.strip() == "done", result.stderr
+    assert (workspace / "moved").is_dir() and not (workspace / "solution" / "trained_model").exists()

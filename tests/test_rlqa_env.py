@@ -142,7 +142,7 @@ def test_held_out_prompts_are_unreadable_and_links_to_them_refused(run, cache):
     heldout = cache / "small" / "heldout.jsonl"
     for target in (heldout, protected / "task.json"):
         proc = sandbox.run_as_agent(["cat", str(target)], cwd=workspace, timeout=30)
-        assert proc.returncode != 0 and "Permission denied" in proc.stderr
+        assert proc.returncode != 0 and ("Permission denied" in proc.stderr or "No such file" in proc.stderr)
     shutil.rmtree(workspace / "solution" / "model")
     (workspace / "solution" / "model").symlink_to(cache / "small" / "baseline_model")
     entry = env.score(workspace, protected, "small")

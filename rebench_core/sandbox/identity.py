@@ -262,6 +262,7 @@ class AgentIdentity:
         self.writable: list[Path] = []
         self.records = Records()
         self.tempdirs: list[Path] = []  # open agent_tempdir()s: writable for scoring commands only
+        self.given: list[Path] = []  # directories given to the agent: writable for its commands
         # -S: the keeper needs only the standard library, and starts in a few milliseconds.
         self._keeper = subprocess.Popen(
             [sys.executable, "-I", "-S", keeper_module.__file__], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
@@ -396,10 +397,10 @@ class AgentIdentity:
         return bool(self.isolation.namespaces)
 
     def command(self, argv: list[str], cwd: Path, writable: tuple[Path, ...] = (),
-                env: Mapping[str, str] | None = None) -> list[str]:
+                env: Mapping[str, str] | None = None, given: tuple[Path, ...] = ()) -> list[str]:
         """`argv` as it must run for this identity: inside bubblewrap (with namespaces), as the
         agent user through setpriv (user mode), or as is. `env` is the command's environment
-        (the programs it names stay visible)."""
+        (the programs it names stay visible); `given` paths are readable (unless hidden)."""
         switch = []
         if self.as_other_user and SETPRIV:
             # setpriv switches user after exec, so Python can spawn with vfork instead of copying
@@ -409,7 +410,9 @@ class AgentIdentity:
             switch.append("--")
         if not self.namespaces:
             return [*switch, *argv]
-        view = standard_view(self.hidden, [*self.writable, *writable], env or {})
+        tempdirs = set(self.tempdirs)
+        mine = [p for p in self.given if p not in tempdirs and not any(t in p.parents for t in tempdirs)]
+        view = standard_view(self.hidden, [*self.writable, *mine, *writable], env or {}, given)
         return [*bwrap_argv(view, cwd), "--", *switch, *argv]
 
     @property
@@ -428,9 +431,12 @@ class AgentIdentity:
 
     def give(self, path: Path) -> None:
         """Make `path` (recursively) the agent's, never following a link; a directory's top is
-        closed to other users (another run's agent user cannot enter it)."""
+        closed to other users (another run's agent user cannot enter it). A directory given is
+        writable for agent commands from then on (a workspace a scorer was handed, say)."""
         if self.owner is not None:
             chown_tree(Path(path), self.owner, private=True)
+        if os.path.isdir(path) and not os.path.islink(path) and Path(path) not in self.given:
+            self.given.append(Path(path))
 
     def kill_started_since(self, ticks: int, session: int) -> None:
         """Without namespaces, what a scoring command left running: processes of the agent user

@@ -67,6 +67,7 @@ def agent_tempdir(prefix: str = "rebench-score-", identity: AgentIdentity | None
         yield path
     finally:
         identity.tempdirs.remove(path)
+        identity.given = [p for p in identity.given if p != path and path not in p.parents]
         shutil.rmtree(path, ignore_errors=True)
         identity.forget(path)
 
@@ -77,16 +78,20 @@ def run_as_agent(argv: list[str] | str, *, cwd: Path, timeout: float, env: dict[
     """Run agent-written code with the agent's identity (for environment scorers).
 
     The process gets a minimal environment (no harness secrets) plus `env`, a fresh home, its own
-    session and (with namespaces) its own namespaces; it is killed with its whole process group on
-    timeout, and nothing it started survives its return. Output is captured through anonymous files
-    and cut at `max_output_bytes`.
+    session and (with namespaces) its own namespaces, where `cwd`, the open `agent_tempdir()`s and
+    the absolute paths in `argv` (a runner script and inputs the scorer staged) are visible, unless
+    they are protected; it is killed with its whole process group on timeout, and nothing it started
+    survives its return. Output is captured through anonymous files and cut at `max_output_bytes`.
     """
     identity = identity or current_identity()
     args = ["/bin/bash", "-c", argv] if isinstance(argv, str) else list(argv)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
             agent_tempdir("rebench-home-", identity) as home:
         full_env = agent_env(home, env)
-        command = identity.command(args, Path(cwd), writable=(Path(cwd), *identity.tempdirs), env=full_env)
+        # What the scorer names on the command line (its runner script, inputs it staged) is readable.
+        given = tuple(Path(a) for a in args if a.startswith("/") and os.path.exists(a))
+        command = identity.command(args, Path(cwd), writable=(Path(cwd), *identity.tempdirs), env=full_env,
+                                   given=given)
         started, since = time.monotonic(), boot_ticks()
         proc = subprocess.Popen(command, cwd=cwd, env=full_env,
                                 stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,

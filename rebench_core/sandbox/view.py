@@ -155,19 +155,21 @@ def protected_copies(private: Iterable[Path] = ()) -> list[Path]:
 @dataclass
 class View:
     """One agent command's file system, in the order it is built: `covered` (emptied, so that only
-    parts of it come back), `readable`, then `hidden` (emptied again inside what is shown) and
-    `writable`."""
+    parts of it come back), `readable`, the private scratch, `given` (what a scorer names on the
+    command line), then `hidden` (emptied again inside what is shown) and `writable`."""
 
     covered: list[Path] = field(default_factory=list)
     readable: list[Path] = field(default_factory=list)
+    given: list[Path] = field(default_factory=list)  # readable, even inside the private /tmp
     hidden: list[Path] = field(default_factory=list)
     writable: list[Path] = field(default_factory=list)
 
 
-def standard_view(hidden: Iterable[Path], writable: Iterable[Path], env: Mapping[str, str]) -> View:
+def standard_view(hidden: Iterable[Path], writable: Iterable[Path], env: Mapping[str, str],
+                  given: Iterable[Path] = ()) -> View:
     """The view every agent command gets: our packages, Python and programs readable; checkouts,
-    caches, protected copies and `hidden` invisible; `writable` writable."""
-    view = View()
+    caches, protected copies and `hidden` invisible; `given` readable and `writable` writable."""
+    view = View(given=[_real(g) for g in given])
     for checkout in checkouts():
         view.covered += [checkout.root, *checkout.worktrees]
     view.readable = [*python_roots(), *package_roots(), *program_roots(env)]
@@ -263,10 +265,16 @@ def bwrap_argv(view: View, cwd: Path) -> list[str]:
             # in memory: /dev/shm at the kernel's default (half of it, as the machine's), /tmp and
             # /var/tmp at a quarter each
             m.tmpfs(name, 0o1777, None if name == "/dev/shm" else _memory_bytes() // 4)
+    for path in map(str, view.given):
+        if os.path.exists(path):
+            m.bind(path, path)
     for path in map(str, view.hidden):
         m.cover(path)
-    for path in map(str, view.writable):
-        if os.path.exists(path):
+    bound: list[str] = []
+    for path in sorted(set(map(str, view.writable)), key=len):
+        # one mount per tree: a directory mounted inside another could be neither removed nor renamed
+        if os.path.exists(path) and not any(_inside(path, top) for top in bound):
             m.bind(path, path, writable=True)
+            bound.append(path)
     return ["bwrap", "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--proc", "/proc", *m.args,
             "--chdir", str(_real(cwd))]
