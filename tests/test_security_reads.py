@@ -133,3 +133,25 @@ async def test_each_run_starts_with_nothing_another_run_left(agent_dir, mode):
         second.release()
     assert "left-by-run-1" not in seen
     assert seen.strip().splitlines()[-1] == "0"  # no segment of 4096 bytes left for this user
+
+
+def test_a_scorer_naming_a_protected_file_does_not_expose_it(agent_dir, mode):
+    """Paths on a scoring command's line become visible in its namespace, but only those the agent
+    user could read anyway: a file inside a root-only directory stays out of reach."""
+    from rebench_core.sandbox import run_as_agent
+
+    closed = agent_dir / "closed"
+    closed.mkdir(mode=0o700)
+    (closed / "heldout.jsonl").write_text("held-out-line")
+    os.chmod(closed / "heldout.jsonl", 0o644)
+    staged = agent_dir / "staged.txt"
+    staged.write_text("staged-input")
+    os.chmod(staged, 0o644)
+    identity = AgentIdentity.acquire()
+    try:
+        secret = run_as_agent(["cat", str(closed / "heldout.jsonl")], cwd=agent_dir, timeout=20, identity=identity)
+        given = run_as_agent(["cat", str(staged)], cwd=agent_dir, timeout=20, identity=identity)
+    finally:
+        identity.release()
+    assert "held-out-line" not in secret.stdout and secret.returncode != 0
+    assert given.stdout == "staged-input"

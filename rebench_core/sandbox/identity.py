@@ -39,6 +39,7 @@ from typing import Any, Mapping
 from . import keeper as keeper_module
 from .files import chown_tree, foreign_directory_problem, make_private
 from .keeper import Records, kill_user_processes
+from .paths import readable_by
 from .processes import harness_helpers
 from .view import bwrap_argv, protected_copies, standard_view
 
@@ -410,6 +411,9 @@ class AgentIdentity:
             switch.append("--")
         if not self.namespaces:
             return [*switch, *argv]
+        # a path named on the command line is shown only if the agent user could read it anyway:
+        # a bind would skip the host directories above it, whose modes may be what protects it
+        given = tuple(p for p in given if readable_by(p, self.isolation.uid, self.isolation.gid))
         tempdirs = set(self.tempdirs)
         mine = [p for p in self.given if p not in tempdirs and not any(t in p.parents for t in tempdirs)]
         view = standard_view(self.hidden, [*self.writable, *mine, *writable], env or {}, given)

@@ -1,4 +1,5 @@
-"""Whether the agent user can reach a path (and so run the harness's Python)."""
+"""Whether the agent user can reach a path (and so run the harness's Python, or read a file a scorer
+names)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,20 @@ def agent_python_problem() -> str | None:
     return (f"the unprivileged agent user cannot run Python ({python}) because {closed} does not let other "
             f"users pass through it. Allow passing through (not listing) with `chmod o+x {closed}`, or use a "
             f"Python installed outside it (for example under /usr/local or /opt)")
+
+
+def readable_by(path: Path, uid: int, gid: int) -> bool:
+    """Whether user `uid` (group `gid`, no others) may read `path` by its mode bits and those of
+    every directory above it, as the kernel would decide (ignoring ACLs)."""
+    def allows(st: os.stat_result, bits: int) -> bool:  # bits: 4 read, 1 search
+        if st.st_uid == uid:
+            return bool(st.st_mode >> 6 & bits == bits)
+        if st.st_gid == gid:
+            return bool(st.st_mode >> 3 & bits == bits)
+        return bool(st.st_mode & bits == bits)
+
+    real = Path(os.path.realpath(path))
+    try:
+        return all(allows(os.stat(p), 1) for p in reversed(real.parents)) and allows(os.stat(real), 4)
+    except OSError:
+        return False

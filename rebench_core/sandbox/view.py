@@ -62,17 +62,25 @@ def package_roots() -> tuple[Path, ...]:
     return tuple(sorted(roots))
 
 
+def program_prefix(exe: str | Path) -> Path:
+    """What an executable needs beside itself: its installation prefix (PREFIX for PREFIX/bin/x,
+    when PREFIX has a lib directory: a toolchain, say), else only its own directory."""
+    exe = _real(exe)
+    prefix = exe.parent.parent
+    if exe.parent.name == "bin" and prefix != Path("/") and (prefix / "lib").is_dir():
+        return prefix
+    return exe.parent
+
+
+def is_program(value: str) -> bool:
+    return value.startswith("/") and os.path.isfile(value) and os.access(value, os.X_OK)
+
+
 def program_roots(env: Mapping[str, str]) -> list[Path]:
     """What the programs named in an agent command's environment need: the PATH directories, and
     the installation prefix of any executable a variable points at (RUSTC=.../bin/rustc, say)."""
-    roots = set()
-    for entry in env.get("PATH", "").split(":"):
-        if entry.startswith("/") and os.path.isdir(entry):
-            roots.add(_real(entry))
-    for value in env.values():
-        if value.startswith("/") and os.path.isfile(value) and os.access(value, os.X_OK):
-            exe = _real(value)
-            roots.add(exe.parent.parent if exe.parent.name == "bin" else exe.parent)
+    roots = {_real(e) for e in env.get("PATH", "").split(":") if e.startswith("/") and os.path.isdir(e)}
+    roots.update(program_prefix(value) for value in env.values() if is_program(value))
     return sorted(roots)
 
 
@@ -169,10 +177,12 @@ def standard_view(hidden: Iterable[Path], writable: Iterable[Path], env: Mapping
                   given: Iterable[Path] = ()) -> View:
     """The view every agent command gets: our packages, Python and programs readable; checkouts,
     caches, protected copies and `hidden` invisible; `given` readable and `writable` writable."""
-    view = View(given=[_real(g) for g in given])
+    given = list(given)
+    view = View(given=[_real(g) for g in given if not is_program(str(g))])
     for checkout in checkouts():
         view.covered += [checkout.root, *checkout.worktrees]
-    view.readable = [*python_roots(), *package_roots(), *program_roots(env)]
+    view.readable = [*python_roots(), *package_roots(), *program_roots(env),
+                     *(program_prefix(g) for g in given if is_program(str(g)))]
     view.hidden = [*protected_copies(hidden), *(_real(h) for h in hidden)]
     view.writable = [_real(w) for w in writable]
     return view
