@@ -136,11 +136,11 @@ def test_sigkill_of_the_harness_leaves_no_agent_process_and_no_scratch(tmp_path,
     commands = [f"sleep {seconds} & echo $HOME",
                 f"setsid sleep {seconds} < /dev/null > /dev/null 2>&1 & echo daemon",
                 f"nohup bash -c \"trap '' TERM HUP; exec sleep {seconds}\" > /dev/null 2>&1 & echo nohup",
-                "echo $HOME > home.txt; sleep 600"]
+                f"echo $HOME > home.txt; sleep 1{seconds}"]
     out = tmp_path / "run"
     harness = _drive(out, commands, dict(os.environ, REBENCH_TEST_USER="rebench-agent-250"))
     try:
-        _wait_for(lambda: _tool_started(out, "sleep 600"))
+        _wait_for(lambda: _tool_started(out, f"sleep 1{seconds}"))
         time.sleep(0.5)
         user = json.loads((out / "config.json").read_text())["isolation"]["user"]
         tag = user.removeprefix("rebench-agent-")
@@ -149,7 +149,7 @@ def test_sigkill_of_the_harness_leaves_no_agent_process_and_no_scratch(tmp_path,
         assert not gone(f"sleep {seconds}", within_s=0)
         harness.kill()
         harness.wait()
-        assert gone(f"sleep {seconds}") and gone("sleep 600")
+        assert gone(f"sleep {seconds}") and gone(f"sleep 1{seconds}")
         _wait_for(lambda: not any(p.exists() for p in scratch), within_s=10)
         _wait_for(lambda: _free(user), within_s=10)  # the keeper finished and let the user go
         assert (out / "workspace").is_dir()  # a staged workspace went back to the run directory
@@ -164,11 +164,11 @@ def test_a_run_killed_with_its_keeper_is_reaped_by_the_next_start_or_the_doctor(
         seconds = unique_seconds()
         out = tmp_path / reaper
         harness = _drive(out, [f"setsid sleep {seconds} < /dev/null > /dev/null 2>&1 & echo daemon; "
-                               f"echo left > /dev/shm/left-$$; echo left > /tmp/left-$$; sleep 600"],
+                               f"echo left > /dev/shm/left-$$; echo left > /tmp/left-$$; sleep 1{seconds}"],
                          dict(os.environ, REBENCH_TEST_USER=f"rebench-agent-{251 + (reaper == 'doctor')}"))
         try:
             keeper = int(harness.stdout.readline())
-            _wait_for(lambda: _tool_started(out, "sleep 600"))
+            _wait_for(lambda: _tool_started(out, f"sleep 1{seconds}"))
             time.sleep(0.5)
             user = json.loads((out / "config.json").read_text())["isolation"]["user"]
             os.kill(keeper, signal.SIGKILL)

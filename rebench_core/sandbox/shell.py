@@ -161,7 +161,7 @@ class Sandbox:
         self.workspace = Path(workspace)
         self.tmp = Path(tmp_root)
         self.output_limit = output_limit_chars
-        # tmp_root is the harness's (0711); home/ and shell/ under it are the agent's; io/ stays ours.
+        # tmp_root is the harness's (0711); home/ under it is the agent's, io-*/ stays ours.
         self.tmp.mkdir(parents=True, exist_ok=True)
         os.chown(self.tmp, os.geteuid(), os.getegid())
         os.chmod(self.tmp, 0o711)
@@ -208,9 +208,10 @@ class Sandbox:
         out = self.io.create(f"out-{token}")
         started = time.monotonic()
         note = ""
+        job: _Job | None = None
         try:
-            job = await self._submit(kind, token, text)
             try:
+                job = await self._submit(kind, token, text)
                 code, timed_out = await asyncio.wait_for(job.exit, timeout), False
             except asyncio.TimeoutError:
                 code, timed_out = None, True
@@ -219,7 +220,8 @@ class Sandbox:
                 code, timed_out = None, False
                 note = "\n[the shell exited, and with it every process it started; the next call starts a new one]"
             except BaseException:  # cancelled (a limit was hit): the command dies with the tool call
-                self._kill(token, job)
+                if job is not None:
+                    self._kill(token, job)
                 raise
             return self._result(out, code, timed_out, time.monotonic() - started, note)
         finally:
@@ -229,19 +231,25 @@ class Sandbox:
 
     async def _submit(self, kind: str, token: str, text: str) -> _Job:
         """Start job `token` (its output file exists already) and return it."""
-        runner = await self._ensure_runner()
         os.close(self.io.create(f"cmd-{token}", text.encode("utf-8", errors="surrogateescape")))
         job = _Job(asyncio.get_running_loop().create_future())
-        runner.jobs[token] = job
-        assert runner.proc.stdin is not None
-        runner.proc.stdin.write(f"{kind} {token}\n".encode())
-        await runner.proc.stdin.drain()
-        return job
+        for attempt in range(2):  # a shell that died since the last call is replaced once
+            runner = await self._ensure_runner()
+            runner.jobs[token] = job
+            assert runner.proc.stdin is not None
+            try:
+                runner.proc.stdin.write(f"{kind} {token}\n".encode())
+                await runner.proc.stdin.drain()
+                return job
+            except (BrokenPipeError, ConnectionResetError):
+                runner.jobs.pop(token, None)
+                await runner.proc.wait()
+        raise ShellDied("the agent's shell exits as soon as it starts")
 
-    def _kill(self, token: str, job: _Job) -> None:
+    def _kill(self, token: str, job: _Job | None) -> None:
         """Kill job `token`'s process group (now, or as soon as the runner reports its pid)."""
         runner = self._runner
-        if runner is None:
+        if runner is None or job is None:
             return
         if job.pid is None:
             job.doomed = True
