@@ -25,7 +25,7 @@ from .machine import missing_resources
 from .model import Model
 from .registry import PluginError, Registry, UnknownNameError, UnusableModelError, load_plugins
 from .runconfig import RunConfig
-from .sandbox import agent_python_problem
+from .sandbox import agent_python_problem, run_directory_problem
 from .scaffold import Scaffold
 from .settings import SettingsError, validate_settings
 
@@ -107,6 +107,8 @@ def _check_scaffold(scaffold: Any, name: str) -> None:
 
 
 def _check_run_dir(run_dir: Path, config: RunConfig, env: str, model: str, scaffold: str) -> None:
+    if (problem := run_directory_problem(run_dir)) is not None:
+        raise ConfigError(problem)
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--out {run_dir} is a file; give a directory (new or empty)")
     existing = next((p for p in [run_dir, *run_dir.parents] if p.exists()), None)

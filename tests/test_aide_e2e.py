@@ -86,7 +86,7 @@ async def test_search_through_the_harness(tmp_path):
     assert (out / "workspace" / "answer.txt").read_text() == "730\n"
     assert summary["final_raw_score"] == 7.0
     # files the scaffold wrote belong to the workspace's owner (the agent user when run as root)
-    owner = (out / "workspace").stat().st_uid
+    owner = json.loads((out / "config.json").read_text())["isolation"]["uid"]  # the top is handed back at the end
     assert (out / "workspace" / "solution.py").stat().st_uid == owner
     assert (out / "workspace" / "answer.txt").stat().st_uid == owner
     kinds = [ev.get("kind") for ev in events(out) if ev["type"] == "scaffold"]

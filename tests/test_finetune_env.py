@@ -154,7 +154,8 @@ def test_nothing_protected_is_readable_by_the_script(prepared, run):
            + "ln -sfn %s trained_model\n" % (cache / "small" / "trained_model_reference"))
     entry = env.score(workspace, protected, "small")
     assert (workspace / "leaked.txt").read_text() == ""
-    assert (workspace / "errors.txt").read_text().count("Permission denied") == len(targets)
+    errors = (workspace / "errors.txt").read_text()  # unreadable, or absent from the agent's namespace
+    assert errors.count("Permission denied") + errors.count("No such file") == len(targets)
     # The symlink to the protected reference was refused rather than read with the scorer's privileges.
     assert not entry.valid and "not a plain directory" in entry.message["error"]
 

@@ -176,7 +176,7 @@ def test_held_out_material_is_unreadable_and_links_to_it_refused(run):
     root = env.ctx.cache_dir / "small"
     for target in (root / "heldout.jsonl", root / "heldout.secret", root / "baseline_model" / "model.safetensors"):
         proc = env.ctx.run_as_agent(["cat", str(target)], cwd=workspace, timeout=30)
-        assert proc.returncode != 0 and "Permission denied" in proc.stderr
+        assert proc.returncode != 0 and ("Permission denied" in proc.stderr or "No such file" in proc.stderr)
     shutil.rmtree(workspace / "solution" / "model")
     (workspace / "solution" / "model").symlink_to(root / "baseline_model")
     entry = env.score(workspace, protected)

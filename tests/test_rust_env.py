@@ -271,16 +271,18 @@ def test_protected_tests_cannot_be_read_by_the_module_or_its_program(run):
     secret = env.ctx.cache_dir / "small" / "heldout.secret"
     write_module(f"def generate_solution(client, semaphore, problem):\n    return open({str(target)!r}).read()\n")
     entry = env.score(workspace, protected)
-    assert entry.raw == 0 and "PermissionError" in entry.details["problems"][0]["detail"]
+    detail = entry.details["problems"][0]["detail"]  # unreadable, or absent from its namespace
+    assert entry.raw == 0 and ("PermissionError" in detail or "FileNotFoundError" in detail)
     write_module(f"def generate_solution(client, semaphore, problem):\n    return open({str(secret)!r}).read()\n")
     entry = env.score(workspace, protected)
-    assert entry.raw == 0 and "PermissionError" in entry.details["problems"][0]["detail"]
+    detail = entry.details["problems"][0]["detail"]  # unreadable, or absent from its namespace
+    assert entry.raw == 0 and ("PermissionError" in detail or "FileNotFoundError" in detail)
     # A program that embeds the file at compile time fails to compile as the agent...
     rust = 'fn main() { print!("{}", include_str!("%s")); }' % target
     write_module(f"def generate_solution(client, semaphore, problem):\n    return {rust!r}\n")
     entry = env.score(workspace, protected)
     assert entry.raw == 0 and entry.details["problems"][0]["status"] == "compile_error"
-    assert "Permission denied" in entry.details["problems"][0]["detail"]
+    assert any(why in entry.details["problems"][0]["detail"] for why in ("Permission denied", "No such file"))
 
 
 @needs_rustc

@@ -145,7 +145,8 @@ def judge(ctx: EnvContext, workspace: Path, source: str, record: dict[str, Any],
     argv = [sys.executable, "-I", "-c", WORKER_SOURCE]
     timeout = limits.worker_timeout_s(len(tests))
     if toolchain.mode == "agent":
-        res = ctx.run_as_agent(argv, cwd=workspace, timeout=timeout,
+        # RUSTC names the compiler the worker runs, so that it is visible in the agent's namespace
+        res = ctx.run_as_agent(argv, cwd=workspace, timeout=timeout, env={"RUSTC": toolchain.rustc},
                                input=json.dumps(limits.request(toolchain.rustc, tests, source=source)).encode())
         return parse_worker_output(res.stdout, res.stderr, res.returncode, expected)
     refusal = screen(source)

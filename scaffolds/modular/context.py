@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rebench_core.sandbox import write_agent_file
 from rebench_core.scaffold import AgentTask
 from rebench_core.types import ToolSpec
 
@@ -57,14 +58,17 @@ class StepContext:
                 found.append({call.name for call in node.message.tool_calls})
         return found[::-1]
 
-    def save_output(self, text: str, stem: str = "tool_output") -> str:
-        """Write `text` to a new file under the workspace's output folder; return its absolute path."""
+    def save_output(self, text: str, stem: str = "tool_output") -> str | None:
+        """Write `text` to a new file under the workspace's output folder; return its absolute path
+        (None when the agent put something other than a directory where the folder goes)."""
         self.state.saved_outputs += 1
-        folder = Path(self.task.workspace) / self.settings.output_dir
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{stem}_{self.state.step:05d}_{self.state.saved_outputs:05d}.txt"
-        path.write_text(text, encoding="utf-8", errors="replace")
-        return str(path)
+        name = f"{stem}_{self.state.step:05d}_{self.state.saved_outputs:05d}.txt"
+        # The agent controls the workspace: never write through a link it planted (we may be root).
+        try:
+            return str(write_agent_file(Path(self.settings.output_dir) / name, Path(self.task.workspace),
+                                        text.encode("utf-8", errors="replace")))
+        except ValueError:
+            return None
 
     def to_stored_path(self, path: str) -> str:
         """A path for the saved state: relative when inside the workspace, because the workspace may
