@@ -107,8 +107,6 @@ def _check_scaffold(scaffold: Any, name: str) -> None:
 
 
 def _check_run_dir(run_dir: Path, config: RunConfig, env: str, model: str, scaffold: str) -> None:
-    if (problem := run_directory_problem(run_dir)) is not None:
-        raise ConfigError(problem)
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--out {run_dir} is a file; give a directory (new or empty)")
     existing = next((p for p in [run_dir, *run_dir.parents] if p.exists()), None)
@@ -116,6 +114,8 @@ def _check_run_dir(run_dir: Path, config: RunConfig, env: str, model: str, scaff
         raise ConfigError(f"--out {run_dir} lies under {existing}, which is a file; give a directory path")
     if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"--out {run_dir}: {existing} is not writable by this user; choose a writable place")
+    if (problem := run_directory_problem(run_dir)) is not None:  # an agent user could change it
+        raise ConfigError(problem)
     holds_run = (run_dir / ev.CONFIG_FILE).exists() and (run_dir / ev.EVENTS_FILE).exists()
     if config.existing == "resume":
         if not holds_run:

@@ -15,7 +15,8 @@ from conftest import ROOT, needs_root
 
 from rebench_core import Environment, Normalization, ScoreEntry
 from rebench_core.cli import env as env_cli
-from rebench_core.sandbox import lock_user, run_as_agent
+from rebench_core.context import EnvSession
+from rebench_core.sandbox import lock_user
 
 
 class WhoScores(Environment):
@@ -24,30 +25,35 @@ class WhoScores(Environment):
     name = "who_scores"
     sizes = ("small",)
 
-    def setup(self, workspace: Path, protected_dir: Path, size: str, variant: str) -> str:
+    def setup(self, ctx, workspace: Path, protected_dir: Path) -> str:
         (workspace / "solution.sh").write_text("id -u; sleep 0.3\n")
         return "nothing to do"
 
-    def score(self, workspace: Path, protected_dir: Path, size: str) -> ScoreEntry:
-        ran = run_as_agent(["/bin/bash", "solution.sh"], cwd=workspace, timeout=30)
+    def score(self, ctx, workspace: Path, protected_dir: Path) -> ScoreEntry:
+        ran = ctx.run_as_agent(["/bin/bash", "solution.sh"], cwd=workspace, timeout=30)
         uid = int(ran.stdout.split()[0])
         return ScoreEntry(raw=float(uid == os.stat(workspace / "solution.sh").st_uid), details={"uid": uid})
 
-    def normalization(self, size: str) -> Normalization:
+    def normalization(self, ctx) -> Normalization:
         return Normalization(0.0, 1.0)
+
+
+def session(cache_root: Path, identity) -> EnvSession:
+    """What `rebench-env` gives its setup and score: the environment's session, as the harness's."""
+    return EnvSession(WhoScores(), size="small", variant="main", cache_root=cache_root, agent=identity)
 
 
 @needs_root
 def test_setup_and_every_score_of_a_directory_use_its_agent_user(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("REBENCH_CACHE", str(tmp_path / "cache"))
     where = tmp_path / "dir"
-    env_cli.setup(WhoScores(), where, "small", "main")
+    env_cli.setup(WhoScores(), where, session)
     user = (where / env_cli.AGENT_RECORD).read_text().strip()
     assert user.startswith("rebench-agent-") and capsys.readouterr().out.strip() == "nothing to do"
     results: list[str] = []
 
     def score() -> None:
-        env_cli.score(WhoScores(), where, "small")
+        env_cli.score(WhoScores(), where, session)
 
     # a run holds the directory's user: scoring waits for it instead of taking another user
     held = lock_user(user)
@@ -72,7 +78,7 @@ def test_a_record_naming_another_user_is_refused(tmp_path):
     (where / "protected").mkdir()
     (where / env_cli.AGENT_RECORD).write_text("root\n")
     with pytest.raises(SystemExit):
-        env_cli.score(WhoScores(), where, "small")
+        env_cli.score(WhoScores(), where, session)
 
 
 def _cli(*args, cache):

@@ -69,16 +69,16 @@ class ReadsTwice(Environment):
     name = "reads_twice"
     sizes = ("small",)
 
-    def setup(self, workspace: Path, protected_dir: Path, size: str, variant: str) -> str:
+    def setup(self, ctx, workspace: Path, protected_dir: Path) -> str:
         (workspace / "answer.txt").write_text("a")
         return "nothing to do"
 
-    def score(self, workspace: Path, protected_dir: Path, size: str) -> ScoreEntry:
+    def score(self, ctx, workspace: Path, protected_dir: Path) -> ScoreEntry:
         first = read_agent_file("answer.txt", workspace)
-        run_as_agent(["sleep", "0.5"], cwd=workspace, timeout=10)
+        ctx.run_as_agent(["sleep", "0.5"], cwd=workspace, timeout=10)
         return ScoreEntry(raw=float(first == read_agent_file("answer.txt", workspace)))
 
-    def normalization(self, size: str) -> Normalization:
+    def normalization(self, ctx) -> Normalization:
         return Normalization(0.0, 1.0)
 
 
