@@ -129,16 +129,15 @@ class EnvContext:
         timeout or when it returns."""
         from . import sandbox
 
-        with sandbox.using_identity(self._identity()):
-            return sandbox.run_as_agent(argv, cwd=cwd, timeout=timeout, env=env, input=input,
-                                        max_output_bytes=max_output_bytes)
+        return sandbox.run_as_agent(argv, cwd=cwd, timeout=timeout, env=env, input=input,
+                                    max_output_bytes=max_output_bytes, identity=self._identity())
 
     @contextlib.contextmanager
     def agent_tempdir(self, prefix: str = "rebench-score-") -> Iterator[Path]:
         """A private directory the agent identity owns, for handing scored code its inputs."""
         from . import sandbox
 
-        with sandbox.using_identity(self._identity()), sandbox.agent_tempdir(prefix) as path:
+        with sandbox.agent_tempdir(prefix, identity=self._identity()) as path:
             yield path
 
     def model(self, spec: str) -> Model:

@@ -32,7 +32,7 @@ from .hookspecs import hookimpl
 from .limits import Limits
 from .registry import Registry, load_plugins
 from .runconfig import RunConfig
-from .sandbox import AgentIdentity, using_identity
+from .sandbox import AgentIdentity
 from .scaffold import AgentTask, Scaffold
 from .types import Completion, ExecResult, Message, ScoreEntry, ScoreResult, ToolCall, ToolSpec, Usage, UsageSnapshot
 
@@ -52,9 +52,8 @@ def environment(env: str | Environment, *, size: str = "small", variant: str = "
                          settings=settings, agent=identity, endpoint_model=endpoint_model,
                          paper_constants=paper_constants)
     try:
-        with using_identity(identity):
-            session.prepare()
-            yield session
+        session.prepare()
+        yield session
     finally:
         try:
             session.close()

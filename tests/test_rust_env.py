@@ -248,12 +248,7 @@ def _left_running(marker: str) -> list[int]:
 
 
 @needs_rustc
-@pytest.mark.parametrize("new_session", [
-    False,
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=(
-        "rebench_core.sandbox.run_as_agent kills the command's process group only: a child that starts its own "
-        "session (setsid) outlives the score (core sandbox, reported)"))),
-])
+@pytest.mark.parametrize("new_session", [False, True])
 def test_a_module_that_forks_leaves_nothing_running(run, new_session):
     env, workspace, protected, _, write_module, *_ = run
     marker = f"rebench-fork-{os.getpid()}-{int(new_session)}"
