@@ -136,6 +136,33 @@ def test_run_as_agent_timeout_and_output(tmp_path):
     assert slow.timed_out and slow.returncode is None and slow.duration_s < 5
 
 
+def test_scoring_commands_from_many_threads_each_get_their_own_directories(agent_dir):
+    """A scorer judging in worker threads (rust_codecontests): one command's home and scoring
+    directory come and go while others start; none may fail on another's, nor see it removed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rebench_core.sandbox import agent_tempdir
+
+    identity = AgentIdentity.acquire()
+    workspace = agent_dir / "ws"
+    workspace.mkdir()
+    identity.give(workspace)
+
+    def one(i: int) -> tuple[int | None, str]:
+        with agent_tempdir("rebench-bin-", identity=identity) as shared:
+            (shared / "input").write_text(str(i))
+            result = run_as_agent(["/bin/sh", "-c", f'cat {shared}/input && touch "$HOME/mine" && ls "$HOME"'],
+                                  cwd=workspace, timeout=30, identity=identity)
+            return result.returncode, result.stdout + result.stderr
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(one, range(48)))
+    finally:
+        identity.release()
+    assert results == [(0, f"{i}mine\n") for i in range(48)]
+
+
 def test_read_agent_file_refuses_symlinks_and_escapes(tmp_path):
     workspace = tmp_path / "ws"
     (workspace / "dir").mkdir(parents=True)

@@ -179,7 +179,7 @@ def test_scoring_judges_each_answer_and_bills_the_endpoint(run):
     shutil.copy(ENV_DIR / "assets" / "solution" / "solve_code_contests_rust.py", workspace / "solution")
     use_tests([by_name("sum_of_two")])
     entry = env.score(workspace, protected)
-    assert entry.raw == 0 and entry.details["problems"][0]["status"] == "compile_error"
+    assert entry.raw == 0 and entry.details["problems"][0]["status"] == "compile_error", entry.details["problems"][0]
 
 
 @pytest.mark.parametrize("module, reason", [
@@ -254,7 +254,7 @@ def test_a_module_that_forks_leaves_nothing_running(run, new_session):
     marker = f"rebench-fork-{os.getpid()}-{int(new_session)}"
     write_module(_fork_module(marker, new_session))
     entry = env.score(workspace, protected)
-    assert entry.valid and {p["status"] for p in entry.details["problems"]} == {"wrong_answer"}
+    assert entry.valid and {p["status"] for p in entry.details["problems"]} == {"wrong_answer"}, entry.details["problems"]
     assert _left_running(marker) == [], "processes the module started outlived the score"
 
 
@@ -276,7 +276,7 @@ def test_protected_tests_cannot_be_read_by_the_module_or_its_program(run):
     rust = 'fn main() { print!("{}", include_str!("%s")); }' % target
     write_module(f"def generate_solution(client, semaphore, problem):\n    return {rust!r}\n")
     entry = env.score(workspace, protected)
-    assert entry.raw == 0 and entry.details["problems"][0]["status"] == "compile_error"
+    assert entry.raw == 0 and entry.details["problems"][0]["status"] == "compile_error", entry.details["problems"][0]
     assert any(why in entry.details["problems"][0]["detail"] for why in ("Permission denied", "No such file"))
 
 

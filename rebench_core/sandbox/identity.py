@@ -32,9 +32,10 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from . import keeper as keeper_module
 from .files import chown_tree, foreign_directory_problem, make_private
@@ -264,6 +265,11 @@ class AgentIdentity:
         self.records = Records()
         self.tempdirs: list[Path] = []  # open agent_tempdir()s: writable for scoring commands only
         self.given: list[Path] = []  # directories given to the agent: writable for its commands
+        # Scorers run agent commands from several threads at once (rust_codecontests' workers):
+        # without namespaces, what one left running is killed only once none is running.
+        self._commands_lock = threading.Lock()
+        self._commands_running = 0
+        self._commands_since: int | None = None
         # -S: the keeper needs only the standard library, and starts in a few milliseconds.
         self._keeper = subprocess.Popen(
             [sys.executable, "-I", "-S", keeper_module.__file__], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
@@ -442,15 +448,29 @@ class AgentIdentity:
         if os.path.isdir(path) and not os.path.islink(path) and Path(path) not in self.given:
             self.given.append(Path(path))
 
-    def kill_started_since(self, ticks: int, session: int) -> None:
-        """Without namespaces, what a scoring command left running: processes of the agent user
-        started since `ticks` (`keeper.boot_ticks()`; user mode: the agent's own ones started
-        meanwhile die too), or the command's session (none mode)."""
-        if self.namespaces:
-            return
-        if self.as_other_user:
-            keeper_module.kill_user_processes_since(self.isolation.uid, ticks)
-        else:
+    @contextlib.contextmanager
+    def scoring_command(self, ticks: int) -> Iterator[None]:
+        """Around one scoring command started at `ticks` (`keeper.boot_ticks()`); after it, what it
+        left running dies. With namespaces the kernel does that (its namespace ends with it). In
+        user mode processes are found by user and start time, which cannot tell one command's from
+        a concurrent one's, so they are killed when the last of overlapping commands ends."""
+        with self._commands_lock:
+            self._commands_running += 1
+            self._commands_since = ticks if self._commands_since is None else min(self._commands_since, ticks)
+        try:
+            yield
+        finally:
+            with self._commands_lock:
+                self._commands_running -= 1
+                since = self._commands_since
+                if self._commands_running == 0:
+                    self._commands_since = None
+                    if self.as_other_user and not self.namespaces and since is not None:
+                        keeper_module.kill_user_processes_since(self.isolation.uid, since)
+
+    def kill_session(self, session: int) -> None:
+        """Without a user of its own (none mode), what a scoring command left in its session."""
+        if self.isolation.mode == "none":
             keeper_module.kill_session_processes({session})
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from .files import chown_tree
 from .identity import AgentIdentity, agent_env
 from .keeper import boot_ticks
 
@@ -60,14 +61,24 @@ def agent_tempdir(prefix: str = "rebench-score-", identity: AgentIdentity | None
     """A private directory the agent identity owns, for handing a scoring runner its inputs; it is
     writable for that identity's scoring commands while open, and removed after."""
     identity = identity or current_identity()
+    with _owned_scratch(prefix, identity) as path:
+        identity.tempdirs.append(path)
+        try:
+            yield path
+        finally:
+            # given first: a path in `given` but not `tempdirs` would be bound for another thread's command
+            identity.given = [p for p in identity.given if p != path and path not in p.parents]
+            identity.tempdirs.remove(path)
+
+
+@contextlib.contextmanager
+def _owned_scratch(prefix: str, identity: AgentIdentity) -> Iterator[Path]:
     path = identity.scratch_dir(prefix)
-    identity.tempdirs.append(path)
     try:
-        identity.give(path)
+        if identity.owner is not None:
+            chown_tree(path, identity.owner, private=True)
         yield path
     finally:
-        identity.tempdirs.remove(path)
-        identity.given = [p for p in identity.given if p != path and path not in p.parents]
         shutil.rmtree(path, ignore_errors=True)
         identity.forget(path)
 
@@ -82,28 +93,30 @@ def run_as_agent(argv: list[str] | str, *, cwd: Path, timeout: float, env: dict[
     the absolute paths in `argv` (a runner script and inputs the scorer staged) are visible, unless
     they are protected; it is killed with its whole process group on timeout, and nothing it started
     survives its return. Output is captured through anonymous files and cut at `max_output_bytes`.
+    Calls may overlap (from threads); each has a home of its own.
     """
     identity = identity or current_identity()
     args = ["/bin/bash", "-c", argv] if isinstance(argv, str) else list(argv)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
-            agent_tempdir("rebench-home-", identity) as home:
+            _owned_scratch("rebench-home-", identity) as home:
         full_env = agent_env(home, env)
         # What the scorer names on the command line (its runner script, inputs it staged) is readable.
         given = tuple(Path(a) for a in args if a.startswith("/") and os.path.exists(a))
-        command = identity.command(args, Path(cwd), writable=(Path(cwd), *identity.tempdirs), env=full_env,
+        command = identity.command(args, Path(cwd), writable=(Path(cwd), home, *identity.tempdirs), env=full_env,
                                    given=given)
         started, since = time.monotonic(), boot_ticks()
-        proc = subprocess.Popen(command, cwd=cwd, env=full_env,
-                                stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-                                stdout=out, stderr=err, start_new_session=True, **identity.popen_kwargs())
-        if input is not None:  # fed from a thread: a child that does not read must not block us
-            threading.Thread(target=_feed, args=(proc.stdin, input), daemon=True).start()
-        try:
-            timed_out = not _exits_within(proc, timeout)
-        finally:
-            _kill_group(proc.pid)
-            proc.wait()
-            identity.kill_started_since(since, proc.pid)
+        with identity.scoring_command(since):
+            proc = subprocess.Popen(command, cwd=cwd, env=full_env,
+                                    stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                                    stdout=out, stderr=err, start_new_session=True, **identity.popen_kwargs())
+            if input is not None:  # fed from a thread: a child that does not read must not block us
+                threading.Thread(target=_feed, args=(proc.stdin, input), daemon=True).start()
+            try:
+                timed_out = not _exits_within(proc, timeout)
+            finally:
+                _kill_group(proc.pid)
+                proc.wait()
+                identity.kill_session(proc.pid)
         duration = time.monotonic() - started
         return AgentProcessResult(_read_head(out, max_output_bytes), _read_head(err, max_output_bytes),
                                   None if timed_out else proc.returncode, timed_out, duration)
