@@ -76,12 +76,18 @@ class Staged:
 
 
 @contextlib.contextmanager
-def staged(name: str, size: str = "small", variant: str = "main", cache_root: Path | None = None) -> Iterator[Staged]:
+def staged(name: str, size: str = "small", variant: str = "main", cache_root: Path | None = None,
+           seed_cache=None) -> Iterator[Staged]:
     """An environment prepared and set up as the harness does it: a workspace the agent owns, a
-    root-only protected directory. Given `cache_root` (another Staged's), it reuses what was prepared."""
+    root-only protected directory. Given `cache_root` (another Staged's), it reuses what was
+    prepared; otherwise the environment's cache starts with the small corpora, or with what
+    `seed_cache(cache_dir)` puts there."""
     from rebench_core.testing import environment
 
     own_cache = cache_root is None
+    if cache_root is None and seed_cache is not None:
+        cache_root = Path(tempfile.mkdtemp(prefix=f"rebench-lm-{name}-"))
+        seed_cache(cache_root / name)
     cache_root = cache_root or cache_root_for(name)
     run = agent_reachable_dir(f"rebench-lm-{name}-run-")
     workspace, protected = run / "workspace", run / "protected"
@@ -96,3 +102,30 @@ def staged(name: str, size: str = "small", variant: str = "main", cache_root: Pa
         shutil.rmtree(run, ignore_errors=True)
         if own_cache:
             shutil.rmtree(cache_root, ignore_errors=True)
+
+
+def synthetic_full_corpus(cache_dir: Path, heldout: str, train_tokens: int = 16_000_000,
+                          val_tokens: int = 4_000_000, seed: int = 0) -> None:
+    """OpenWebText's shape without the download: uniform random GPT-2 ids, a document end every
+    ~1,000 tokens, written where `prepare_corpus("full", ...)` finds a finished corpus."""
+    import json
+
+    import numpy as np
+
+    from rebench_environments.lm_common import corpus as c
+
+    root = c.corpus_root("full", cache_dir, heldout)
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for name, n in (("train", train_tokens), ("val", val_tokens)):
+        ids = rng.integers(0, c.GPT2_VOCAB_SIZE - 1, n, dtype=np.uint16)
+        ids[rng.random(n) < 0.001] = c.EOT_TOKEN
+        ids.tofile(root / f"{name}.bin")
+    spec = c.asdict(c.CORPORA["full"])
+    if heldout == "public":
+        spec.pop("reserve_per_mille")
+    meta = {"format": c.FORMAT_VERSION if heldout == "public" else c.SECRET_FORMAT_VERSION, "spec": spec,
+            "vocab_size": c.GPT2_VOCAB_SIZE, "eot_id": c.EOT_TOKEN, "unk_id": None,
+            "gpt2_ids": list(range(c.GPT2_VOCAB_SIZE)), "train_tokens": train_tokens, "val_tokens": val_tokens,
+            "synthetic": True}
+    (root / "meta.json").write_text(json.dumps(meta))

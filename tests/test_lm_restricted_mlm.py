@@ -247,7 +247,7 @@ def test_allowed_constructs_trace_and_match_eager():
     def forward(s, x):
         b, t = x.shape
         h = s.e(x) + s.e.weight[torch.arange(t)][None]
-        attn = torch.einsum("bqd,bkd->bqk", h, h) * (1 / 8**0.5) * torch.ones(t, t).tril()
+        attn = torch.einsum("bqd,bkd->bqk", h, h) * (1 / 8**0.5) * s.buf[:t, None] * torch.ones(t, t)
         h = h + attn @ h
         h = torch.nn.functional.pad(h, (0, 0, 1, 0))[:, :-1] - h.sum(-1, keepdim=True) * 0.125
         h = torch.cat([h[..., :4], h[..., 4:]], -1).transpose(1, 2).transpose(1, 2).contiguous()
@@ -292,7 +292,10 @@ def out(ref):
     ([INPUT, W, call("e", "aten.embedding.default", {"ref": "w"}, {"ref": "y"}), out("e")], "before it is computed"),
     ([INPUT, W, call("z", "aten.zeros.default", [10**5, 10**5]), out("z")], "intermediate tensors"),
     ([INPUT, W, call("z", "aten.zeros.default", [2, 6, V], dtype={"dtype": "complex64"}), out("z")], "does not accept"),
-    ([INPUT, W, call("z", "aten.full.default", [2, 6, V], 1e999), out("z")], "not finite"),
+    ('{"format": "rebench-mlm-graph/1", "nodes": [{"name": "x", "kind": "input"}, {"name": "w", "kind": "constant"}, '
+     '{"name": "z", "kind": "call", "target": "aten.full.default", "args": [[2, 6, 50], 1e999], "kwargs": {}}, '
+     '{"name": "output", "kind": "output", "args": {"ref": "z"}}]}', "not finite"),
+    ([INPUT, W, call("z", "aten.zeros.default", [10**5, 10**5], device={"device": "cpu"}), out("z")], "intermediate"),
     ([INPUT, W, call("z", "aten.add.Tensor", {"ref": "w"}, "__import__('os')"), out("z")], "string"),
     ([INPUT, W, call("z", "aten.add_.Tensor", {"ref": "w"}, 1), out("z")], "writes into"),
     ([INPUT, W, call("z", "torch.exp", {"ref": "w"}), out("z")], "namespace.name.overload"),

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -79,7 +78,6 @@ def main(argv: list[str] | None = None) -> None:
 
     spec = MLMSpec(**json.loads(args.spec))
     print(json.dumps(evaluate(args.graph_dir, args.protected, spec, args.device, args.seed)), flush=True)
-    sys.exit(0)
 
 
 if __name__ == "__main__":

@@ -117,6 +117,7 @@ class Step:
     kwargs: dict[str, Any]
     where: str
     frees: tuple[str, ...] = ()  # values last used by this step
+    places: bool = False  # takes a `device` argument: the scorer's device is given, whatever the graph says
 
 
 @dataclass
@@ -135,7 +136,7 @@ class Graph:
         """Evaluate the graph on `tokens` (values freed after their last use)."""
         values: dict[str, Any] = {**self.constants, self.input_name: tokens}
         for step in self.steps:
-            values[step.name] = step.op(*_resolve(step.args, values, device), **_resolve(step.kwargs, values, device))
+            values[step.name] = step.op(*_resolve(step.args, values, device), **_kwargs(step, values, device))
             for name in step.frees:
                 if name not in self.constants:
                     values.pop(name, None)
@@ -202,10 +203,7 @@ def load(directory: Path, *, batch: int, seq: int, vocab: int, max_constant_byte
         raise GraphError(f"the model's fixed tensors take more than the {max_constant_bytes:,} bytes this size allows")
     graph = Graph(input_name, constants, steps, output, 0)
     _mark_last_uses(graph)
-    graph.peak_bytes = _check_on_meta(graph, batch, seq, vocab)
-    if graph.peak_bytes > max_peak_bytes:
-        raise GraphError(f"one forward pass would hold {graph.peak_bytes:,} bytes of intermediate tensors, more "
-                         f"than the {max_peak_bytes:,} this size allows")
+    graph.peak_bytes = _check_on_meta(graph, batch, seq, vocab, max_peak_bytes)
     return graph
 
 
@@ -238,7 +236,8 @@ def _step(node: dict, seen: set[str]) -> Step:
     if not isinstance(args, list):
         raise GraphError(f"the graph node {node['name']} has malformed arguments")
     where = node.get("where") if isinstance(node.get("where"), str) else ""
-    return Step(node["name"], op, target, args, kwargs, where[:300])
+    places = op is not operator.getitem and any(a.name == "device" and a.kwarg_only for a in op._schema.arguments)
+    return Step(node["name"], op, target, args, kwargs, where[:300], places=places)
 
 
 def _at(node: dict) -> str:
@@ -253,7 +252,7 @@ def _decode(value: Any, seen: set[str]) -> Any:
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
-        if abs(value) > 2**62:
+        if not -2**63 <= value < 2**63:  # int64, as ATen takes it (slice ends are 2**63 - 1)
             raise GraphError(f"the graph passes the integer {str(value)[:40]}, which is out of range")
         return value
     if isinstance(value, float):
@@ -296,6 +295,17 @@ def _resolve(value: Any, values: dict[str, Any], device: str) -> Any:
     return value
 
 
+def _kwargs(step: Step, values: dict[str, Any], device: str) -> dict[str, Any]:
+    """The step's keyword arguments; a factory (zeros, arange, _to_copy, ...) allocates on `device`
+    whether or not the graph names one, so the memory check on meta tensors allocates nothing."""
+    kwargs = _resolve(step.kwargs, values, device)
+    if step.places:
+        kwargs["device"] = torch.device(device)
+        if kwargs.get("pin_memory"):
+            kwargs["pin_memory"] = False
+    return kwargs
+
+
 def _refs(value: Any) -> list[str]:
     if isinstance(value, tuple):
         return [value[1]] if value[0] == "ref" else []
@@ -323,14 +333,14 @@ def _dtype_name(t: torch.Tensor) -> str:
     return str(t.dtype).removeprefix("torch.")
 
 
-def _check_on_meta(graph: Graph, batch: int, seq: int, vocab: int) -> int:
+def _check_on_meta(graph: Graph, batch: int, seq: int, vocab: int, max_peak_bytes: int) -> int:
     """Run the graph on meta tensors: the dtype rule, the output's shape, the peak of memory held."""
     values: dict[str, Any] = {k: torch.empty_like(v, device="meta") for k, v in graph.constants.items()}
     values[graph.input_name] = torch.empty((batch, seq), dtype=torch.int64, device="meta")
     held: dict[str, int] = {}
     peak = 0
     for step in graph.steps:
-        args, kwargs = _resolve(step.args, values, "meta"), _resolve(step.kwargs, values, "meta")
+        args, kwargs = _resolve(step.args, values, "meta"), _kwargs(step, values, "meta")
         try:
             result = step.op(*args, **kwargs)
         except Exception as exc:
@@ -349,6 +359,9 @@ def _check_on_meta(graph: Graph, batch: int, seq: int, vocab: int) -> int:
         if packet not in ops.VIEWS and packet != "getitem":
             held[step.name] = sum(o.numel() * o.element_size() for o in outputs if isinstance(o, torch.Tensor))
         peak = max(peak, sum(held.values()))
+        if peak > max_peak_bytes:
+            raise GraphError(f"one forward pass would hold {peak:,} bytes of intermediate tensors, more than the "
+                             f"{max_peak_bytes:,} this size allows" + _at({"where": step.where}))
         for name in step.frees:
             held.pop(name, None)
             if name not in graph.constants:

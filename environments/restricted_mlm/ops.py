@@ -41,13 +41,13 @@ FORBIDDEN_OVERLOADS = ("out", "reduce", "value_reduce", "two_out", "values", "Sc
 DTYPES = frozenset({"float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8",
                     "bool"})
 FLOATING = frozenset({"float16", "bfloat16", "float32", "float64"})
-# Every scalar argument type that the allowed operators take (besides tensors and lists).
+# The layouts and memory formats an allowed operator may be given.
 LAYOUTS = frozenset({"strided"})
 MEMORY_FORMATS = frozenset({"contiguous_format", "preserve_format", "channels_last"})
 
 
 def op_packet(target: str) -> tuple[str, str, str]:
-    """"aten.addmm.default" -> ("aten", "addmm", "default")."""
+    """Split an operator's name: `aten.addmm.default` -> ("aten", "addmm", "default")."""
     parts = target.split(".")
     if len(parts) != 3:
         raise ValueError(f"`{target}` is not an operator name of the form namespace.name.overload")

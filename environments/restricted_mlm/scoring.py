@@ -52,14 +52,9 @@ def score_solution(ctx: EnvContext, solution: Path, protected_dir: Path, device:
                                           else "") + f" with exit code {proc.returncode}: {proc.stderr[-2000:]}",
                                           out_of_memory=out_of_memory)
             for name, limit in ((GRAPH_FILE, MAX_GRAPH_JSON), (CONSTANTS_FILE, spec.max_constant_bytes + 2**20)):
-                try:
-                    blob = read_agent_file(Path("graph") / name, work, limit + 1)
-                except ValueError as exc:
-                    return ScoreEntry.invalid(f"the captured graph is unusable: {exc}")
-                if len(blob) > limit:
-                    return ScoreEntry.invalid(f"the captured {name} is larger than {limit:,} bytes")
-                (private / name).write_bytes(blob)
-                del blob
+                problem = _copy_out(work, Path("graph") / name, private / name, limit)
+                if problem:
+                    return ScoreEntry.invalid(f"the captured graph is unusable: {problem}")
         result, stderr, timed_out = _evaluate(private, protected_dir, spec, device)
     finally:
         shutil.rmtree(private, ignore_errors=True)
@@ -78,6 +73,25 @@ def score_solution(ctx: EnvContext, solution: Path, protected_dir: Path, device:
                                   "allow; the scorer is suspicious of it", loss=loss)
     return ScoreEntry(raw=math.log(loss - spec.score_offset), message={"loss": round(loss, 4)},
                       details={**result, "capture": {k: status.get(k) for k in ("nodes", "constants", "constant_bytes")}})
+
+
+def _copy_out(work: Path, rel: Path, dest: Path, limit: int) -> str | None:
+    """Copy a file the agent's process wrote to where only the scorer can read it; why not, if not.
+    The size is read first so that the read allocates no more than the file holds."""
+    try:
+        size = os.stat(work / rel, follow_symlinks=False).st_size
+    except OSError as exc:
+        return f"{rel.name} is missing ({exc.strerror})"
+    if size > limit:
+        return f"{rel.name} is larger than {limit:,} bytes"
+    try:
+        blob = read_agent_file(rel, work, size + 1)  # refuses symlinks on the way
+    except ValueError as exc:
+        return str(exc)
+    if len(blob) != size:
+        return f"{rel.name} changed while it was read"
+    dest.write_bytes(blob)
+    return None
 
 
 def _evaluate(graph_dir: Path, protected: Path, spec: MLMSpec, device: str) -> tuple[dict, str, bool]:
