@@ -153,9 +153,9 @@ def load(directory: Path, *, batch: int, seq: int, vocab: int, max_constant_byte
     if not isinstance(raw, dict) or raw.get("format") != FORMAT or not isinstance(raw.get("nodes"), list):
         raise GraphError(f"{GRAPH_FILE} is not a graph of format {FORMAT}")
     constants_path = directory / CONSTANTS_FILE
-    size = constants_path.stat().st_size if constants_path.is_file() else -1
-    if size < 0:
+    if not constants_path.is_file():
         raise GraphError(f"{CONSTANTS_FILE} is missing")
+    size = constants_path.stat().st_size
     if size > max_constant_bytes + 1_000_000:
         raise GraphError(f"the model's fixed tensors take {size:,} bytes, more than the {max_constant_bytes:,} "
                          "this size allows")
