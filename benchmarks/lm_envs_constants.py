@@ -1,14 +1,13 @@
 """Measure the small-size normalisation constants of the LM environments: the raw score of the
-starting solution and of our reference solution, through the environments' own prepare, setup and
-score (as the harness would call them). Prints a table row per environment.
+starting solution and of our reference solution, through the environment's own prepare, setup,
+score and install_reference (driven as the harness drives them, `rebench_core.testing`).
 
-    python benchmarks/lm_envs_constants.py fix_embedding|restricted_mlm|scaling_law \\
-        [--cache DIR] [--device cpu|cuda] [--reference-from FILE]
+    python benchmarks/lm_envs_constants.py fix_embedding|restricted_mlm|scaling_law [--keys 3] [--cache DIR]
 
-restricted_mlm --reference-from: a directory holding model.pt and model.json of the reference conv
-net (trained with `train.py` as in benchmarks/lm_envs_device.sh); without it the reference is
-trained here. scaling_law --reference-from: the answer.json produced by
-`python -m rebench_environments.scaling_law.reference` (run on the device, see docs).
+fix_embedding and restricted_mlm hold out a split chosen by a key made at `prepare`: with --keys N
+the benchmark prepares N caches (N keys, so N held-out splits and N trained starting models),
+scores the start in each, and the reference in the first; the spread of the start is the
+key-to-key variation of the constants. Prints one JSON line per key, then a summary line.
 """
 
 from __future__ import annotations
@@ -17,78 +16,60 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
-import sys
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
 
-def stage(env, size: str, cache: Path) -> tuple[Path, Path]:
-    t0 = time.time()
-    env.prepare(size, cache)
-    print(f"prepare: {time.time() - t0:.1f} s", flush=True)
-    run = Path(tempfile.mkdtemp(prefix=f"rebench-const-{env.name}-"))
+def measure(name: str, cache_root: Path, reference: bool) -> dict:
+    from rebench_core.scoring import checked
+    from rebench_core.testing import environment
+
+    run = Path(tempfile.mkdtemp(prefix=f"rebench-const-{name}-"))
     os.chmod(run, 0o755)  # the sandbox's agent user must reach the workspace
-    env.setup(run / "workspace", run / "protected", size, "main")
-    return run / "workspace", run / "protected"
+    workspace, protected = run / "workspace", run / "protected"
+    workspace.mkdir()
+    protected.mkdir(mode=0o700)
+    try:
+        t0 = time.time()
+        with environment(name, size="small", cache_root=cache_root) as session:
+            prepared = time.time() - t0
+            session.setup(workspace, protected)
+            session.ctx.agent.give(workspace)
+            start = checked(session.score(workspace, protected), name)
+            row = {"env": name, "prepare_s": round(prepared, 1), "start": start.raw, "start_message": start.message}
+            if reference:
+                t0 = time.time()
+                session.env.install_reference(session.ctx, workspace)
+                row["reference_s"] = round(time.time() - t0, 1)
+                ref = checked(session.score(workspace, protected), name)
+                row.update(reference=ref.raw, reference_message=ref.message)
+            return row
+    finally:
+        shutil.rmtree(run, ignore_errors=True)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("env", choices=["fix_embedding", "restricted_mlm", "scaling_law"])
-    p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "rebench")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--reference-from", type=Path)
-    p.add_argument("--adapter-iters", type=int, default=400)
-    p.add_argument("--full-iters", type=int, default=600)
+    p.add_argument("--keys", type=int, default=1, help="independent caches (held-out splits) to prepare")
+    p.add_argument("--cache", type=Path, help="cache root of the first key (kept); others are temporary")
     args = p.parse_args()
-    size = "small"
-    cache = args.cache / args.env
-    if args.env == "fix_embedding":
-        from rebench_environments.fix_embedding.env import FixEmbedding
-        from rebench_environments.fix_embedding.reference import fix
-
-        env = FixEmbedding()
-        ws, prot = stage(env, size, cache)
-        shutil.copy2(ws / "large_model.pth", ws / "fixed_model.pth")
-        start = env.score(ws, prot, size)
-        t0 = time.time()
-        fix(ws, args.adapter_iters, args.full_iters, 16, args.device)
-        ref_s = time.time() - t0
-        ref = env.score(ws, prot, size)
-    elif args.env == "restricted_mlm":
-        from rebench_environments.restricted_mlm.env import ASSETS, RestrictedMLM, score_solution
-
-        env = RestrictedMLM()
-        ws, prot = stage(env, size, cache)
-        start = env.score(ws, prot, size)
-        refdir = ws / "reference"
-        shutil.copytree(ASSETS / "reference", refdir)
-        shutil.copy2(ASSETS / "solution" / "train.py", refdir / "train.py")
-        t0 = time.time()
-        if args.reference_from:
-            for name in ("model.pt", "model.json"):
-                shutil.copy2(args.reference_from / name, refdir / name)
-        else:
-            # sized for a shared 2-core CPU (about 5 minutes); a GPU affords a wider, longer-trained net
-            subprocess.run([sys.executable, "train.py", "--steps", "600", "--batch-size", "8", "--lr", "3e-3",
-                            "--set", "dim=64", "--set", "hidden=256", "--set", "dilations=[1,2,4]"],
-                           cwd=refdir, check=True)
-        ref_s = time.time() - t0
-        ref = score_solution(refdir, prot, size)
-    else:
-        from rebench_environments.scaling_law.env import ScalingLaw
-
-        env = ScalingLaw()
-        ws, prot = stage(env, size, cache)
-        start = env.score(ws, prot, size)
-        ref_s = 0.0
-        shutil.copy2(args.reference_from, ws / "solution" / "answer.json")
-        ref = env.score(ws, prot, size)
-    print(json.dumps({"env": args.env, "start": {"raw": start.raw, **start.message},
-                      "reference": {"raw": ref.raw, **ref.message}, "reference_seconds": round(ref_s, 1)}))
-    print(f"| {args.env} | {start.raw:.4f} | {ref.raw:.4f} | {start.message} | {ref.message} |")
+    rows = []
+    for k in range(args.keys):
+        own = not (k == 0 and args.cache)
+        root = Path(tempfile.mkdtemp(prefix="rebench-const-cache-")) if own else args.cache
+        try:
+            rows.append(measure(args.env, root, reference=(k == 0)))
+        finally:
+            if own:
+                shutil.rmtree(root, ignore_errors=True)
+        print(json.dumps(rows[-1]), flush=True)
+    starts = [r["start"] for r in rows]
+    print(json.dumps({"env": args.env, "keys": len(rows), "y_start_mean": statistics.fmean(starts),
+                      "y_start_sd": statistics.stdev(starts) if len(starts) > 1 else 0.0,
+                      "y_start_range": [min(starts), max(starts)], "y_ref": rows[0].get("reference")}))
 
 
 if __name__ == "__main__":

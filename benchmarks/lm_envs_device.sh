@@ -1,26 +1,21 @@
 #!/bin/bash
-# The device part of the LM environments' measurements (docs/benchmarks/lm_envs.md): the
-# scaling_law ground-truth sweep and our reference fit for size small, and the full-shape smoke
-# test. Run from the repo root with the small corpus prepared in .lmcache/scaling_law
-# (`rebench-env prepare scaling_law --size small .lmcache/scaling_law` on a machine with our deps).
-# Logs and results land in $OUT as they are written, so a timeout keeps what finished.
+# The LM environments' GPU checks on one device (docs/benchmarks/lm_envs.md): the full-size pipelines
+# of tests/test_lm_full.py at world size 1 (restricted_mlm at the paper's shapes and evaluation,
+# scaling_law at the experiment cap, fix_embedding small on the GPU). Run from the repo root on the
+# device with the project and its missing pure dependencies as wheels in .whl:
+#   .venv/bin/pip wheel --no-deps --no-build-isolation -w .whl .    # here, before the call
+#   OUT=/tmp/out bash benchmarks/lm_envs_device.sh                  # there
+# The project is installed into the device's Python (not put on PYTHONPATH) because the scorer runs
+# agent code as an unprivileged user with a minimal environment, which must import it too.
 set -u
 OUT=${OUT:-/tmp/lm_out}; mkdir -p "$OUT"
-# The device has torch but not our other dependencies: expose our packages by path, with a minimal
-# rebench_core (the environment contract only), which is all these scripts import.
-SHIM=$(mktemp -d); mkdir -p "$SHIM/rebench_core"
-ln -s "$PWD/environments" "$SHIM/rebench_environments"
-cp rebench_core/environment.py rebench_core/types.py "$SHIM/rebench_core/"; touch "$SHIM/rebench_core/__init__.py"
-export PYTHONPATH="$SHIM"
-C=.lmcache/scaling_law
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/device.txt"
-# 8 sweep runs in parallel processes on one GPU (~100 s for the longest, n_embd 16 x 13k iterations)
-( time python3 -m rebench_environments.scaling_law.sweep --size small --cache-dir $C \
-    --out "$OUT/ground_truth_small.json" --device cuda --jobs 8 ) > "$OUT/sweep.log" 2>&1 &
-SWEEP=$!
-( time python3 -m rebench_environments.scaling_law.reference --size small --cache-dir $C \
-    --out "$OUT/scaling_reference_answer.json" --device cuda ) > "$OUT/scaling_reference.log" 2>&1 &
-REF=$!
-wait $SWEEP $REF
-python3 benchmarks/lm_envs_fullshape.py --steps 4 > "$OUT/fullshape.txt" 2>&1
-cat "$OUT"/*.log "$OUT/fullshape.txt" | grep -v "^iter \|^step " | tail -60
+REPO=$PWD
+export PYTHONUNBUFFERED=1 REBENCH_LM_GPU_RECORD="$OUT/gpu.jsonl"
+python3 -m pip install -q --no-index --no-deps --no-compile .whl/*.whl > "$OUT/pip.log" 2>&1 || { cat "$OUT/pip.log"; exit 1; }
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nproc; date -u;
+  python3 -c "import torch; print('torch', torch.__version__)"; } | tee "$OUT/device.txt"
+T="$REPO/tests/test_lm_full.py"
+cd /tmp && timeout "${LIMIT:-270}" python3 -m pytest -m gpu -v -p no:cacheprovider --rootdir "$REPO" --timeout 200 \
+    "$T::test_scaling_law_full_experiments_at_the_cap_back_to_back" "$T::test_restricted_mlm_full_pipeline" \
+    "$T::test_fix_embedding_small_on_the_gpu" 2>&1 | grep -v "DEBUG\|^$" | tee "$OUT/pytest.log" | tail -40
+cat "$OUT/gpu.jsonl" 2>/dev/null

@@ -71,13 +71,15 @@ def main() -> None:
     import importlib.util
     from pathlib import Path
 
-    from rebench_environments.restricted_mlm.guard import make_guard
+    import tempfile
+
+    from rebench_environments.restricted_mlm.graph import capture, load
 
     assets = Path(__import__("rebench_environments.restricted_mlm", fromlist=["x"]).__file__).parent / "assets"
     spec = MLM["full"]
     for name, path, cfg in (("restricted_mlm starting MLP", assets / "solution" / "model.py", spec.start_config),
                             ("restricted_mlm reference conv", assets / "reference" / "model.py",
-                             {"dim": 512, "hidden": 1024})):
+                             spec.reference_config)):
         sp = importlib.util.spec_from_file_location(name.replace(" ", "_"), path)
         mod = importlib.util.module_from_spec(sp)
         sp.loader.exec_module(mod)
@@ -93,15 +95,16 @@ def main() -> None:
 
         s, loss = timed_steps(model, mk, mlm_loss, args.steps)
         tokens = torch.randint(0, V, (spec.eval_batch_size, spec.sequence_length), device=dev)
-        with torch.no_grad(), make_guard():  # the scorer's guard at full shapes
-            model(tokens)
+        with tempfile.TemporaryDirectory() as tmp:  # the scorer's capture and check at full shapes
+            capture(model.eval(), tokens, Path(tmp))
+            load(Path(tmp), batch=spec.eval_batch_size, seq=spec.sequence_length, vocab=V,
+                 max_constant_bytes=spec.max_constant_bytes, max_peak_bytes=spec.max_peak_bytes)
         report((name, f"{sum(p.numel() for p in model.parameters()) / 1e6:.0f}M",
                      f"{spec.eval_batch_size * 4}x{spec.sequence_length}", s, loss,
                      torch.cuda.max_memory_allocated() / 2**30))
         del model
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-
 
 
 if __name__ == "__main__":

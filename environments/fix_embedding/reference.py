@@ -35,7 +35,7 @@ def forward_with_embedding(model: GPT, weight: torch.Tensor, idx: torch.Tensor, 
     return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
-def fix(workspace: Path, adapter_iters: int, full_iters: int, batch_size: int, device: str, log=print) -> None:
+def fix(workspace: Path, adapter_iters: int, full_iters: int, batch_size: int, device: str, log=None) -> None:
     large_cfg = GPTConfig(**json.loads((workspace / "large_config.json").read_text()))
     small_state = torch.load(workspace / "small_correct_model.pth", map_location=device, weights_only=True)
     model = GPT(large_cfg).to(device)
@@ -63,7 +63,7 @@ def fix(workspace: Path, adapter_iters: int, full_iters: int, batch_size: int, d
         loss.backward()
         opt.step()
         if log and (it % 100 == 0 or it == adapter_iters - 1):
-            log(f"adapter iter {it}: loss {loss.item():.4f}")
+            log("fix_embedding reference: adapter", iteration=it, loss=round(loss.item(), 4))
 
     # Phase 2: bake the product into the tied embedding and train everything.
     with torch.no_grad():
@@ -72,7 +72,8 @@ def fix(workspace: Path, adapter_iters: int, full_iters: int, batch_size: int, d
         p.requires_grad_(True)
     if full_iters:
         train(model, data, TrainConfig(max_iters=full_iters, batch_size=batch_size, block_size=large_cfg.block_size,
-                                       learning_rate=1e-3, warmup_iters=20, seed=1), device=device, log=log)
+                                       learning_rate=1e-3, warmup_iters=20, seed=1), device=device,
+              log=log and (lambda line: log("fix_embedding reference: all weights", progress=line)))
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, workspace / "fixed_model.pth")
 
 
@@ -84,7 +85,10 @@ def main(argv=None) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
-    fix(args.workspace, args.adapter_iters, args.full_iters, args.batch_size, args.device)
+    from rebench_core.log import get_logger
+
+    fix(args.workspace, args.adapter_iters, args.full_iters, args.batch_size, args.device,
+        log=get_logger("rebench.env.fix_embedding").info)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Tokenised corpora in nanoGPT's format: `train.bin` and `val.bin` of uint16 token ids.
 
 Both sizes take the same path: documents -> GPT-2 BPE ids (each document followed by <|endoftext|>)
--> a split by a stable hash of the document's name -> a vocabulary map -> uint16 files. Only the
-document source and the vocabulary size differ:
+-> a document-level split -> a vocabulary map -> uint16 files. Only the document source and the
+vocabulary size differ:
 
 * `small`: the docstrings of the running Python's standard library plus the English help topics in
   `pydoc_data` (about 2.5 MB of text, 0.6 M tokens; always installed, so it prepares offline). A CPU
@@ -12,6 +12,17 @@ document source and the vocabulary size differ:
 * `full`: OpenWebText (8 M documents, about 9 B tokens; the Hugging Face download is about 54 GB
   and tokenising it takes roughly an hour on 8 cores) with the GPT-2 vocabulary unchanged.
 
+Two kinds of split (`heldout`):
+
+* "secret": a random key made at preparation (`split.key`, in the cache, which only the scorer may
+  read) places each document by HMAC-SHA256(key, name): in `val`, in an equally large *reserve*
+  that is written nowhere, or in `train`; val's documents are also ordered by that key. Anyone can
+  rebuild the public document pool from shipped code, and the pool minus train.bin, but what is
+  left is val mixed with as many reserve documents, in an unknown order: val.bin cannot be rebuilt
+  and its documents cannot be told apart. Environments that score on held-out text use this.
+* "public": a fixed hash of the document's name (what `scaling_law` uses: its held-out material is
+  its ground-truth table, measured on this split, not text).
+
 Preparation is idempotent: `meta.json` is written last and marks a finished corpus.
 """
 
@@ -19,32 +30,45 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import hmac
 import json
 import os
+import secrets
 import socket
 import sysconfig
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from .tokenizer import EOT_TOKEN, GPT2_VOCAB_SIZE, gpt2_encoding
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # the public split's files (unchanged since the first release: caches stay valid)
+SECRET_FORMAT_VERSION = 2
+Heldout = Literal["public", "secret"]
+Log = Callable[..., None]
+
+
+def _quiet(*args, **kwargs) -> None:
+    pass
 
 
 @dataclass(frozen=True)
 class CorpusSpec:
     source: str  # "stdlib" or "openwebtext"
     vocab_size: int  # GPT2_VOCAB_SIZE keeps GPT-2's ids; smaller keeps the most frequent tokens
-    val_per_mille: int  # documents whose name hashes below this (of 1000) go to the val split
+    val_per_mille: int  # the share of documents in the val split
+    # secret split only: the share of documents in the reserve, which is written nowhere, so that
+    # the public pool minus train is not val
+    reserve_per_mille: int = 0
 
 
 CORPORA = {
-    "small": CorpusSpec(source="stdlib", vocab_size=4096, val_per_mille=100),
-    # nanoGPT holds out 0.05% of OpenWebText documents.
-    "full": CorpusSpec(source="openwebtext", vocab_size=GPT2_VOCAB_SIZE, val_per_mille=1),
+    "small": CorpusSpec(source="stdlib", vocab_size=4096, val_per_mille=100, reserve_per_mille=100),
+    # nanoGPT holds out 0.05% of OpenWebText documents; we hold out 0.1% and reserve as much.
+    "full": CorpusSpec(source="openwebtext", vocab_size=GPT2_VOCAB_SIZE, val_per_mille=1, reserve_per_mille=1),
 }
 
 
@@ -71,6 +95,11 @@ class Corpus:
     def meta_path(self) -> Path:
         return self.root / "meta.json"
 
+    def agent_meta(self) -> dict:
+        """What the agent may know of the corpus (decoding train.bin), nothing about val."""
+        meta = json.loads(self.meta_path.read_text())
+        return {k: meta[k] for k in ("vocab_size", "eot_id", "unk_id", "gpt2_ids", "train_tokens")}
+
 
 def load_tokens(path: Path) -> np.ndarray:
     return np.memmap(path, dtype=np.uint16, mode="r")
@@ -78,7 +107,7 @@ def load_tokens(path: Path) -> np.ndarray:
 
 # ---- document sources -------------------------------------------------------------------------
 
-def stdlib_documents() -> Iterator[tuple[str, str]]:
+def stdlib_documents(cache_dir: Path | None = None) -> Iterator[tuple[str, str]]:
     """(name, text) for every docstring of the standard library and every pydoc help topic."""
     root = Path(sysconfig.get_paths()["stdlib"])
     skip = {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
@@ -103,8 +132,9 @@ def stdlib_documents() -> Iterator[tuple[str, str]]:
         yield f"pydoc_data:{key}", topics[key]
 
 
-def openwebtext_documents() -> Iterator[tuple[str, str]]:
-    """OpenWebText from the Hugging Face hub (needs the network and `pip install datasets`)."""
+def openwebtext_documents(cache_dir: Path) -> Iterator[tuple[str, str]]:
+    """OpenWebText from the Hugging Face hub (needs the network and `pip install datasets`). The
+    download stays in `cache_dir` (the environment's private cache), not in a shared HF cache."""
     try:
         socket.create_connection(("huggingface.co", 443), timeout=10).close()
     except OSError as exc:
@@ -116,7 +146,8 @@ def openwebtext_documents() -> Iterator[tuple[str, str]]:
         import datasets
     except ImportError as exc:
         raise RuntimeError("size 'full' reads OpenWebText with Hugging Face `datasets`: pip install datasets") from exc
-    ds = datasets.load_dataset("Skylion007/openwebtext", split="train", num_proc=min(8, os.cpu_count() or 1))
+    ds = datasets.load_dataset("Skylion007/openwebtext", split="train", cache_dir=str(Path(cache_dir) / "hf"),
+                               num_proc=min(8, os.cpu_count() or 1))
     for i, row in enumerate(ds):
         yield f"owt:{i}", row["text"]
 
@@ -124,25 +155,66 @@ def openwebtext_documents() -> Iterator[tuple[str, str]]:
 SOURCES = {"stdlib": stdlib_documents, "openwebtext": openwebtext_documents}
 
 
-# ---- preparation -----------------------------------------------------------------------------
+# ---- splitting ---------------------------------------------------------------------------------
 
 def _is_val(name: str, per_mille: int) -> bool:
+    """The public split: a fixed hash of the document's name (reproducible by anyone)."""
     return int.from_bytes(hashlib.sha1(name.encode()).digest()[:4], "big") % 1000 < per_mille
 
 
-def _write_gpt2_ids(docs: Iterator[tuple[str, str]], spec: CorpusSpec, out: Path,
-                    chunk_docs: int = 1024) -> None:
-    """Tokenise documents into raw GPT-2 ids, appending each split's tokens in chunks."""
+class SecretSplit:
+    """Places documents by HMAC-SHA256(key, name): val, reserve (dropped) or train."""
+
+    def __init__(self, key: bytes, spec: CorpusSpec) -> None:
+        self.key, self.spec = key, spec
+
+    def digest(self, name: str) -> bytes:
+        return hmac.new(self.key, name.encode(), hashlib.sha256).digest()
+
+    def place(self, name: str) -> str | None:
+        u = int.from_bytes(self.digest(name)[:8], "big") * 1000 / 2**64
+        if u < self.spec.val_per_mille:
+            return "val"
+        if u < self.spec.val_per_mille + self.spec.reserve_per_mille:
+            return None
+        return "train"
+
+
+def _secret_key(path: Path) -> bytes:
+    """The split's key: made once, readable by the scorer only (the cache directory is 0700)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return bytes.fromhex(path.read_text().strip())
+    key = secrets.token_bytes(32)
+    with os.fdopen(fd, "w") as f:
+        f.write(key.hex())
+    return key
+
+
+# ---- preparation -----------------------------------------------------------------------------
+
+def _write_gpt2_ids(docs: Iterator[tuple[str, str]], place: Callable[[str], str | None], out: Path,
+                    val_order: Callable[[str], bytes] | None = None, chunk_docs: int = 1024) -> None:
+    """Tokenise documents into raw GPT-2 ids: train appended in chunks, val (small: 0.1% at full)
+    kept in memory when `val_order` sorts it, else appended too."""
     enc = gpt2_encoding()
     files = {s: open(out / f"{s}.gpt2.tmp", "wb") for s in ("train", "val")}
+    held: list[tuple[bytes, np.ndarray]] = []
     try:
         batch: list[tuple[str, str]] = []
 
         def flush() -> None:
             ids = enc.encode_ordinary_batch([t for _, t in batch])
             for (name, _), toks in zip(batch, ids):
-                split = "val" if _is_val(name, spec.val_per_mille) else "train"
-                np.asarray(toks + [EOT_TOKEN], dtype=np.uint16).tofile(files[split])
+                split = place(name)
+                if split is None:
+                    continue
+                tokens = np.asarray(toks + [EOT_TOKEN], dtype=np.uint16)
+                if split == "val" and val_order is not None:
+                    held.append((val_order(name), tokens))
+                else:
+                    tokens.tofile(files[split])
             batch.clear()
 
         for doc in docs:
@@ -151,6 +223,8 @@ def _write_gpt2_ids(docs: Iterator[tuple[str, str]], spec: CorpusSpec, out: Path
                 flush()
         if batch:
             flush()
+        for _, tokens in sorted(held, key=lambda item: item[0]):
+            tokens.tofile(files["val"])
     finally:
         for f in files.values():
             f.close()
@@ -170,33 +244,50 @@ def _vocab_map(train_ids: np.ndarray, vocab_size: int) -> tuple[np.ndarray, list
     return mapping, kept + [-1], unk
 
 
-def prepare_corpus(size: str, cache_dir: Path, log=print) -> Corpus:
-    """Build (or find) the tokenised corpus for `size` under `cache_dir/lm_corpus/<size>`."""
+def corpus_root(size: str, cache_dir: Path, heldout: Heldout) -> Path:
+    # the public split keeps the first release's location, so prepared caches stay valid
+    return Path(cache_dir) / "lm_corpus" / (size if heldout == "public" else f"{size}-secret")
+
+
+def prepare_corpus(size: str, cache_dir: Path, heldout: Heldout, log: Log = _quiet) -> Corpus:
+    """Build (or find) the tokenised corpus for `size` under `cache_dir/lm_corpus/`.
+
+    `log` is called as a structlog method: log(event, **fields)."""
     if size not in CORPORA:
         raise ValueError(f"unknown size {size!r}; expected one of {sorted(CORPORA)}")
     spec = CORPORA[size]
-    root = Path(cache_dir) / "lm_corpus" / size
+    root = corpus_root(size, cache_dir, heldout)
+    version = FORMAT_VERSION if heldout == "public" else SECRET_FORMAT_VERSION
+    spec_key = asdict(spec)
+    if heldout == "public":  # the public split has no reserve; its meta predates the field
+        spec_key.pop("reserve_per_mille")
     meta_path = root / "meta.json"
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
-        if meta.get("format") == FORMAT_VERSION and meta.get("spec") == asdict(spec):
+        if meta.get("format") == version and meta.get("spec") == spec_key:
             return _corpus_from_meta(root, meta)
     root.mkdir(parents=True, exist_ok=True)
-    log(f"tokenising the {spec.source} corpus for size {size!r} into {root}")
-    _write_gpt2_ids(SOURCES[spec.source](), spec, root)
+    log("tokenising corpus", source=spec.source, size=size, heldout=heldout, root=str(root))
+    if heldout == "public":
+        _write_gpt2_ids(SOURCES[spec.source](cache_dir), lambda name: "val" if _is_val(name, spec.val_per_mille)
+                        else "train", root)
+    else:
+        split = SecretSplit(_secret_key(root / "split.key"), spec)
+        _write_gpt2_ids(SOURCES[spec.source](cache_dir), split.place, root, val_order=split.digest)
     raw = {s: np.fromfile(root / f"{s}.gpt2.tmp", dtype=np.uint16) for s in ("train", "val")}
     mapping, gpt2_ids, unk = _vocab_map(raw["train"], spec.vocab_size)
-    for split, ids in raw.items():
-        tmp = root / f"{split}.bin.tmp"
+    for name, ids in raw.items():
+        tmp = root / f"{name}.bin.tmp"
         mapping[ids].tofile(tmp)
-        os.replace(tmp, root / f"{split}.bin")
-        (root / f"{split}.gpt2.tmp").unlink()
-    meta = {"format": FORMAT_VERSION, "spec": asdict(spec), "vocab_size": spec.vocab_size,
+        os.replace(tmp, root / f"{name}.bin")
+        (root / f"{name}.gpt2.tmp").unlink()
+    meta = {"format": version, "spec": spec_key, "vocab_size": spec.vocab_size,
             "eot_id": int(mapping[EOT_TOKEN]), "unk_id": unk, "gpt2_ids": gpt2_ids,
             "train_tokens": int(raw["train"].size), "val_tokens": int(raw["val"].size),
             "unk_fraction_train": float(np.mean(mapping[raw["train"]] == unk)) if unk is not None else 0.0}
     meta_path.write_text(json.dumps(meta))
-    log(f"corpus {size}: {meta['train_tokens']} train / {meta['val_tokens']} val tokens, vocab {spec.vocab_size}")
+    log("corpus ready", size=size, heldout=heldout, train_tokens=meta["train_tokens"],
+        val_tokens=meta["val_tokens"], vocab_size=spec.vocab_size)
     return _corpus_from_meta(root, meta)
 
 

@@ -35,6 +35,9 @@ def copy_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
 
 
+# The two helpers below predate EnvContext (ctx.cache_dir, made 0700 by the session). The LM
+# environments no longer use them; optimize_finetune on main still does, so they stay until it
+# moves to the new contract, then go.
 def default_cache_dir(env, name: str) -> Path:
     """The cache directory `prepare` was last given, else the harness's default for `name`.
 

@@ -69,7 +69,7 @@ def main(argv=None):
                      f"the cap of {cap:.3g}; lower n_embd, max_iters or batch_size")
         print(f"training {model.num_params():,} parameters for {train_cfg.max_iters} iterations "
               f"({flops:.3g} nominal FLOPs)", flush=True)
-        train(model, train_part, train_cfg, device=args.device)
+        train(model, train_part, train_cfg, device=args.device, log=lambda line: print(line, flush=True))
         if args.out:
             torch.save(model.state_dict(), args.out)
     offsets = eval_offsets(len(dev_part), model_cfg.block_size, args.eval_sequences)

@@ -65,8 +65,9 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, params=None) -> tor
 
 
 def train(model: torch.nn.Module, data: np.ndarray, cfg: TrainConfig, device: str = "cpu",
-          params=None, log=print) -> list[float]:
-    """Train `model` (whose forward(x, y) returns (logits, loss)) and return the loss per step."""
+          params=None, log=None) -> list[float]:
+    """Train `model` (whose forward(x, y) returns (logits, loss)) and return the loss per step.
+    `log`, when given, is called with one line of progress every `log_every` steps."""
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = make_optimizer(model, cfg, params)
     model.train()

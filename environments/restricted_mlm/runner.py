@@ -1,16 +1,16 @@
-"""Runs the agent's model on masked held-out inputs, as the agent user, during official scoring.
+"""Captures the agent's forward pass as a graph, as the agent user, during official scoring.
 
-    python runner.py SOLUTION_DIR WORK_DIR
+    python runner.py SOLUTION_DIR OUT_DIR --batch B --seq S --vocab V --mask-id M
 
-WORK_DIR (a private directory the scorer made for this call) holds `inputs.npy` (int64
-[n_batches, batch, seq], masked token ids), `masked.npy` (bool, same shape: the positions to
-predict) and `logits.fifo`. For each batch the runner writes the float32 logits at the masked
-positions, in row-major order, to the FIFO; the scorer reads them and computes the loss against the
-targets, which never leave the privileged side. The last stdout line is a JSON status.
+Imports SOLUTION_DIR/model.py, calls `get_trained_model()`, traces the model on random token ids of
+the scoring shape (B x S, a fraction masked with M) and writes `graph.json` and
+`constants.safetensors` into OUT_DIR (`graph.capture`). No held-out data reaches this process: the
+scorer checks and evaluates the graph itself. The last stdout line is a JSON status.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import sys
@@ -23,20 +23,23 @@ def _fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
-def main() -> None:
-    solution, work = Path(sys.argv[1]).resolve(), Path(sys.argv[2])
-    import numpy as np
+def capture_input(batch: int, seq: int, vocab: int, mask_id: int, device):
+    """What the trace runs on: random ids with 15% masked (the values do not matter to a legal graph)."""
     import torch
 
-    from rebench_environments.restricted_mlm.guard import ForbiddenOp, make_guard
+    gen = torch.Generator().manual_seed(0)
+    tokens = torch.randint(vocab, (batch, seq), generator=gen)
+    tokens[torch.rand((batch, seq), generator=gen) < 0.15] = mask_id
+    return tokens.to(device)
 
-    inputs = np.load(work / "inputs.npy")
-    masked = np.load(work / "masked.npy")
-    vocab_size = int(json.loads((work / "task.json").read_text())["vocab_size"])
+
+def load_model(solution: Path):
+    import torch
+
+    if not (solution / "model.py").is_file():
+        _fail(f"no model.py in {solution}")
     sys.path.insert(0, str(solution))
     spec = importlib.util.spec_from_file_location("model", solution / "model.py")
-    if spec is None or not (solution / "model.py").exists():
-        _fail(f"no model.py in {solution}")
     try:
         module = importlib.util.module_from_spec(spec)
         sys.modules["model"] = module
@@ -46,26 +49,31 @@ def main() -> None:
         _fail(f"get_trained_model() failed: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
     if not isinstance(model, torch.nn.Module):
         _fail(f"get_trained_model() must return a torch.nn.Module, got {type(model).__name__}")
-    model.eval()
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    guard = make_guard()
-    with open(work / "logits.fifo", "wb") as out:
-        for b in range(inputs.shape[0]):
-            x = torch.from_numpy(inputs[b]).to(device)
-            try:
-                with torch.no_grad(), guard:
-                    logits = model(x)
-            except ForbiddenOp as exc:
-                _fail(str(exc))
-            except Exception as exc:
-                _fail(f"forward failed: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
-            want = (*x.shape, vocab_size)
-            if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != want:
-                got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-                _fail(f"forward must return logits of shape {want} (batch, seq, vocab), got {got}")
-            sel = logits[torch.from_numpy(masked[b]).to(device)].float().cpu().numpy()
-            out.write(np.ascontiguousarray(sel, dtype=np.float32).tobytes())
-    print(json.dumps({"ok": True, "batches": int(inputs.shape[0]), "guarded_calls": guard.calls}), flush=True)
+    return model.eval()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("solution", type=Path)
+    p.add_argument("out", type=Path)
+    for name in ("--batch", "--seq", "--vocab", "--mask-id"):
+        p.add_argument(name, type=int, required=True)
+    args = p.parse_args(argv)
+
+    from rebench_environments.restricted_mlm.graph import GraphError, capture
+
+    model = load_model(args.solution.resolve())
+    device = next((t.device for t in model.parameters()), None) or next((t.device for t in model.buffers()), "cpu")
+    tokens = capture_input(args.batch, args.seq, args.vocab, args.mask_id, device)
+    try:
+        stats = capture(model, tokens, args.out)
+    except GraphError as exc:
+        _fail(str(exc))
+    except Exception as exc:
+        _fail("the forward pass could not be captured as a fixed graph of tensor operations "
+              "(it may take values out of tensors with .item()/.tolist()/numpy, branch on them, or use "
+              f"torch.compile): {type(exc).__name__}: {str(exc)[:500]}\n{traceback.format_exc(limit=4)}")
+    print(json.dumps({"ok": True, **stats}), flush=True)
 
 
 if __name__ == "__main__":

@@ -57,11 +57,11 @@ def predict(fit: dict, spec: ScalingSpec, n_embd: int, max_iters: int) -> float:
     return fit["E"] + fit["A"] / n_params(spec, n_embd) ** fit["alpha"] + fit["B"] / tokens ** fit["beta"]
 
 
-def solve(size: str, cache_dir: Path, device: str, log=print) -> dict:
+def solve(size: str, cache_dir: Path, device: str, log=None) -> dict:
     from ..lm_common.corpus import prepare_corpus
 
     spec = SPECS[size]
-    corpus = prepare_corpus(size, cache_dir)
+    corpus = prepare_corpus(size, cache_dir, heldout="public")
     runs = []
     smallest = spec.sweep_n_embd[0]
     sizes = [int(round(smallest * 1.5**k / spec.n_head)) * spec.n_head for k in range(6)]
@@ -74,7 +74,8 @@ def solve(size: str, cache_dir: Path, device: str, log=print) -> dict:
                                   eval_on_tail=True)
             if math.isfinite(loss):  # diverged runs are dropped
                 runs.append({"n_embd": n_embd, "max_iters": iters, "loss": loss})
-                log(f"budget {budget:.3g}: n_embd {n_embd} iters {iters} loss {loss:.4f}")
+                if log:
+                    log("scaling_law reference: a run", budget=budget, n_embd=n_embd, iters=iters, loss=round(loss, 4))
     if len(runs) < 5:
         raise RuntimeError(f"only {len(runs)} usable runs under the cap; a fit of 5 parameters needs more")
     fit = fit_chinchilla(runs, spec)
@@ -92,7 +93,9 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
-    result = solve(args.size, args.cache_dir, args.device)
+    from rebench_core.log import get_logger
+
+    result = solve(args.size, args.cache_dir, args.device, log=get_logger("rebench.env.scaling_law").info)
     args.out.write_text(json.dumps(result["answer"]))
     print(json.dumps(result, indent=1))
 

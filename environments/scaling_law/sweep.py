@@ -54,7 +54,7 @@ def run_sweep(size: str, cache_dir: Path, device: str, jobs: int) -> dict:
     from ..lm_common.corpus import prepare_corpus
 
     spec = SPECS[size]
-    corpus = prepare_corpus(size, cache_dir)
+    corpus = prepare_corpus(size, cache_dir, heldout="public")
     work = [(spec, n, str(corpus.train_path), str(corpus.val_path), device) for n in spec.sweep_n_embd]
     if jobs > 1:
         import multiprocessing
