@@ -15,7 +15,7 @@ import psutil
 import pytest
 from conftest import needs_root
 
-from rebench_core.sandbox import AgentIdentity, Sandbox, read_agent_file, run_as_agent, using_identity
+from rebench_core.sandbox import AgentIdentity, Sandbox, read_agent_file, run_as_agent
 
 
 @pytest.fixture
@@ -127,9 +127,9 @@ async def test_harness_secrets_do_not_reach_agent_commands(sandbox, monkeypatch)
 def test_run_as_agent_timeout_and_output(tmp_path):
     identity = AgentIdentity.acquire()
     try:
-        with using_identity(identity):
-            ok = run_as_agent(["/bin/sh", "-c", "cat; echo err >&2"], cwd=tmp_path, timeout=10, input=b"piped")
-            slow = run_as_agent("sleep 100", cwd=tmp_path, timeout=0.5)
+        ok = run_as_agent(["/bin/sh", "-c", "cat; echo err >&2"], cwd=tmp_path, timeout=10, input=b"piped",
+                          identity=identity)
+        slow = run_as_agent("sleep 100", cwd=tmp_path, timeout=0.5, identity=identity)
     finally:
         identity.release()
     assert (ok.stdout, ok.stderr.strip(), ok.returncode, ok.timed_out) == ("piped", "err", 0, False)
@@ -196,9 +196,8 @@ def test_agent_user_cannot_read_root_only_files(agent_dir):
     os.chmod(agent_dir / "open", 0o644)
     identity = AgentIdentity.acquire()
     try:
-        with using_identity(identity):
-            readable = run_as_agent(["cat", str(agent_dir / "open")], cwd=agent_dir, timeout=10)
-            result = run_as_agent(["cat", str(secret / "data")], cwd=agent_dir, timeout=10)
+        readable = run_as_agent(["cat", str(agent_dir / "open")], cwd=agent_dir, timeout=10, identity=identity)
+        result = run_as_agent(["cat", str(secret / "data")], cwd=agent_dir, timeout=10, identity=identity)
     finally:
         identity.release()
     assert readable.stdout == "public"

@@ -23,7 +23,7 @@ torch = pytest.importorskip("torch")
 
 from rebench_core.context import EnvSession  # noqa: E402
 from rebench_core.machine import Machine  # noqa: E402
-from rebench_core.sandbox import kill_user_processes, run_as_agent, using_identity  # noqa: E402
+from rebench_core.sandbox import kill_user_processes  # noqa: E402
 from rebench_core.testing import environment  # noqa: E402
 from rebench_environments.triton_cumsum import calibration, runner  # noqa: E402
 from rebench_environments.triton_cumsum.env import TritonCumsum  # noqa: E402
@@ -111,9 +111,8 @@ def test_triton_reference_is_exact_under_the_interpreter(task):
     # through the agent's own scorer (the interpreter takes seconds a call at the module's n)
     session, workspace, _, submit = task
     submit((ENV_DIR / "reference" / "reference_triton.py").read_text())
-    with using_identity(session.ctx.agent):
-        result = run_as_agent([sys.executable, "score.py", "--n", "20000", "--timed", "2", "--warmup", "1"],
-                              cwd=workspace, timeout=120)
+    result = session.ctx.run_as_agent([sys.executable, "score.py", "--n", "20000", "--timed", "2", "--warmup", "1"],
+                                      cwd=workspace, timeout=120)
     assert "valid: all 2 timed outputs match" in result.stdout, result.stdout + result.stderr
 
 
@@ -471,9 +470,8 @@ def test_plugin_registers_lazily_without_importing_torch():
 def test_staged_scorer_runs_locally_and_logs_nothing(task):
     session, workspace, protected, _ = task
     before = set(os.listdir(protected))
-    with using_identity(session.ctx.agent):
-        result = run_as_agent([sys.executable, "score.py", "--timed", "2", "--warmup", "1"], cwd=workspace,
-                              timeout=90)
+    result = session.ctx.run_as_agent([sys.executable, "score.py", "--timed", "2", "--warmup", "1"],
+                                      cwd=workspace, timeout=90)
     assert "valid: all 2 timed outputs match" in result.stdout, result.stdout + result.stderr
     assert "not logged" in result.stdout
     assert set(os.listdir(protected)) == before

@@ -14,13 +14,13 @@ from .identity import (BASE_PATH, LOCK_DIR, PASSTHROUGH_ENV, SETPRIV, USER_PREFI
 from .keeper import kill_user_processes, move_tree
 from .paths import agent_can_reach, agent_python_problem, first_closed_parent
 from .processes import kill_sessions
-from .scoring import AgentProcessResult, agent_tempdir, current_identity, run_as_agent, using_identity
+from .scoring import AgentProcessResult, agent_tempdir, run_as_agent
 from .shell import Sandbox
 
 __all__ = [
     "BASE_PATH", "LOCK_DIR", "PASSTHROUGH_ENV", "SETPRIV", "USER_PREFIX", "AgentIdentity", "AgentProcessResult",
     "Isolation", "IoDir", "Sandbox", "agent_can_reach", "agent_env", "agent_python_problem", "agent_tempdir",
-    "chown_tree", "current_identity", "first_closed_parent", "foreign_directory_problem", "hand_back",
+    "chown_tree", "first_closed_parent", "foreign_directory_problem", "hand_back",
     "kill_sessions", "kill_user_processes", "lock_user", "make_private", "namespace_problem", "read_agent_file",
-    "move_tree", "reap_user", "run_as_agent", "run_directory_problem", "using_identity", "write_agent_file",
+    "move_tree", "reap_user", "run_as_agent", "run_directory_problem", "write_agent_file",
 ]

@@ -1,7 +1,7 @@
 """For environment scorers: running agent-written code with the agent's identity and confinement.
 
-`run_as_agent` and `agent_tempdir` take the identity explicitly (`identity=`); without it they use
-the one the harness or `rebench-env` made current with `using_identity` (kept for compatibility).
+`run_as_agent` and `agent_tempdir` take the run's identity explicitly; environments reach them
+through their `EnvContext`, which holds it.
 A scoring command gets the same view of the machine as the agent's own tools, in a namespace of its
 own: when its first process exits the namespace ends, so nothing it started outlives it.
 """
@@ -35,32 +35,10 @@ class AgentProcessResult:
     duration_s: float
 
 
-_current_identity: AgentIdentity | None = None
-
-
 @contextlib.contextmanager
-def using_identity(identity: AgentIdentity) -> Iterator[AgentIdentity]:
-    """Make `identity` the one `run_as_agent` uses by default (the harness and `rebench-env` set it)."""
-    global _current_identity
-    previous, _current_identity = _current_identity, identity
-    try:
-        yield identity
-    finally:
-        _current_identity = previous
-
-
-def current_identity() -> AgentIdentity:
-    global _current_identity
-    if _current_identity is None:
-        _current_identity = AgentIdentity.acquire()
-    return _current_identity
-
-
-@contextlib.contextmanager
-def agent_tempdir(prefix: str = "rebench-score-", identity: AgentIdentity | None = None) -> Iterator[Path]:
+def agent_tempdir(prefix: str = "rebench-score-", *, identity: AgentIdentity) -> Iterator[Path]:
     """A private directory the agent identity owns, for handing a scoring runner its inputs; it is
     writable for that identity's scoring commands while open, and removed after."""
-    identity = identity or current_identity()
     with _owned_scratch(prefix, identity) as path:
         identity.tempdirs.append(path)
         try:
@@ -85,7 +63,7 @@ def _owned_scratch(prefix: str, identity: AgentIdentity) -> Iterator[Path]:
 
 def run_as_agent(argv: list[str] | str, *, cwd: Path, timeout: float, env: dict[str, str] | None = None,
                  input: bytes | None = None, max_output_bytes: int = 10_000_000,
-                 identity: AgentIdentity | None = None) -> AgentProcessResult:
+                 identity: AgentIdentity) -> AgentProcessResult:
     """Run agent-written code with the agent's identity (for environment scorers).
 
     The process gets a minimal environment (no harness secrets) plus `env`, a fresh home, its own
@@ -95,7 +73,6 @@ def run_as_agent(argv: list[str] | str, *, cwd: Path, timeout: float, env: dict[
     survives its return. Output is captured through anonymous files and cut at `max_output_bytes`.
     Calls may overlap (from threads); each has a home of its own.
     """
-    identity = identity or current_identity()
     args = ["/bin/bash", "-c", argv] if isinstance(argv, str) else list(argv)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
             _owned_scratch("rebench-home-", identity) as home:
