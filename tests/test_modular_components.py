@@ -150,18 +150,28 @@ class EchoActor:
             ctx.state.append(Message("tool", f"echo {c.name}", tool_call_id=c.id, name=c.name))
 
 
-async def test_third_party_components_by_import_path_and_by_registration(tmp_path: Path):
+async def test_third_party_components_by_import_path(tmp_path: Path):
     task = FakeTask(tmp_path / "a", [reply("", call("bash", command="touch x")), reply("", call("submit"))])
     await ModularAgent(actor=f"{__name__}:EchoActor").run(task)
     assert [m.content for m in tool_messages(task)] == ["echo bash", "echo submit"]
     assert not (task.workspace / "x").exists()
 
-    components.register_component("actor", "echo_test", EchoActor, replace=True)
-    with pytest.raises(ValueError, match="already registered"):
-        components.register_component("actor", "echo_test", EchoActor)
-    task = FakeTask(tmp_path / "b", [reply("", call("submit"))])
-    await ModularAgent(actor="echo_test").run(task)
-    assert task.submitted
+
+@pytest.mark.parametrize("value,reason", [
+    ("echo_test", "built-in: always_save, basic"),
+    (f"{__name__}:NoSuchActor", "failed to import: AttributeError"),
+    ("no_such_package.mod:Actor", "failed to import: ModuleNotFoundError"),
+    (f"{__name__}:V", "not a factory"),
+])
+def test_an_unknown_component_is_a_settings_error_naming_the_choices(value, reason):
+    from rebench_core.settings import SettingsError, validate_settings
+
+    with pytest.raises(SettingsError) as err:
+        validate_settings(ModularAgent.Settings, {"actor": value}, "scaffold modular")
+    assert reason in str(err.value) and "actor" in str(err.value) and "\n" not in str(err.value)
+
+
+V = 3
 
 
 # -- generators and discriminators -------------------------------------------------------------------

@@ -31,8 +31,6 @@ class ModularAgent(Scaffold):
     def __init__(self, **settings: Any) -> None:
         super().__init__(**settings)
         s: ModularSettings = self.settings  # type: ignore[assignment]
-        components.import_component_modules(s.component_modules)
-        # Resolved now, so a misspelled component fails before the run starts.
         self.toolkit = components.resolve("toolkit", s.toolkit)
         self._build(s)
         self._messages: list[Message] | None = None  # the last prompt, reused by the discriminator

@@ -1,11 +1,9 @@
-"""The component registry: the five kinds of Modular module, each chosen by name in the settings.
+"""The five kinds of Modular module, each chosen in the settings by a built-in's name or by an
+import path (``--set prompter=mypkg.mod:MyPrompter``).
 
-A component factory takes the validated `ModularSettings` and returns the component. Built-ins
-are registered here as lazy ``"module:attr"`` strings. A third party adds its own either
-
-* by naming it directly in a setting as an import path: ``--set prompter=mypkg.mod:MyPrompter``, or
-* by calling :func:`register_component` from a module listed in the ``component_modules`` setting
-  (``--set component_modules='["mypkg.modular_parts"]'``), then using the short name.
+A component factory takes the validated `ModularSettings` and returns the component. There is no
+registry to add names to: a third party's component is named by its import path, and a third
+party's scaffold built on Modular is a plugin like any other (rebench's one plugin mechanism).
 
 The protocols below are what each kind must provide.
 """
@@ -50,7 +48,7 @@ class Actor(Protocol):
 # A toolkit is a factory returning the list of tools (the scoring tools are added by the agent).
 Toolkit = Callable[[Any], "list[Tool]"]
 
-_BUILTINS: dict[str, dict[str, Any]] = {
+BUILTINS: dict[str, dict[str, str]] = {
     "toolkit": {"basic": "rebench_scaffolds.modular.tools:basic_toolkit"},
     "prompter": {"basic": "rebench_scaffolds.modular.prompters:BasicPrompter",
                  "context_and_usage_aware": "rebench_scaffolds.modular.prompters:ContextAndUsageAwarePrompter"},
@@ -61,62 +59,23 @@ _BUILTINS: dict[str, dict[str, Any]] = {
     "actor": {"basic": "rebench_scaffolds.modular.actors:BasicActor",
               "always_save": "rebench_scaffolds.modular.actors:AlwaysSaveActor"},
 }
-_REGISTRY: dict[str, dict[str, Any]] = {kind: dict(table) for kind, table in _BUILTINS.items()}
-
-
-def _check_kind(kind: str) -> None:
-    if kind not in KINDS:
-        raise ValueError(f"unknown Modular component kind {kind!r}; kinds are {', '.join(KINDS)}")
-
-
-def register_component(kind: str, name: str, factory: Any, *, replace: bool = False) -> None:
-    """Make `factory` (an object or a ``"module:attr"`` string) available as `name` for `kind`."""
-    _check_kind(kind)
-    if not name or ":" in name:
-        raise ValueError(f"component name {name!r} must be non-empty and contain no ':'")
-    if name in _REGISTRY[kind] and not replace:
-        raise ValueError(f"a Modular {kind} named {name!r} is already registered; pass replace=True to override it")
-    _REGISTRY[kind][name] = factory
-
-
-def available(kind: str) -> list[str]:
-    _check_kind(kind)
-    return sorted(_REGISTRY[kind])
-
-
-def _import(path: str) -> Any:
-    module_name, _, attr = path.partition(":")
-    obj: Any = importlib.import_module(module_name)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 def resolve(kind: str, name: str) -> Any:
-    """The factory registered as `name`, or the object an import path ``module:attr`` names."""
-    _check_kind(kind)
-    factory = _REGISTRY[kind].get(name)
-    if factory is None and ":" in name:
-        factory = name
-    if factory is None:
-        raise ValueError(f"unknown Modular {kind} {name!r}; registered: {', '.join(available(kind))} "
-                         f"(or give an import path 'package.module:Factory')")
-    if isinstance(factory, str):
-        try:
-            factory = _import(factory)
-        except (ImportError, AttributeError) as exc:
-            raise ValueError(f"Modular {kind} {name!r} points at {factory!r}, which failed to import: "
-                             f"{type(exc).__name__}: {exc}") from exc
-        if name in _REGISTRY[kind]:
-            _REGISTRY[kind][name] = factory
-    return factory
-
-
-def import_component_modules(modules: list[str]) -> None:
-    """Import third-party modules that call `register_component` when imported."""
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise ValueError(f"component module {module!r} (from the component_modules setting) failed to "
-                             f"import: {exc}") from exc
+    """The factory a built-in `name` or an import path ``module:attr`` names; ValueError naming the
+    choices otherwise."""
+    path = BUILTINS[kind].get(name) or (name if ":" in name else None)
+    if path is None:
+        raise ValueError(f"unknown Modular {kind} {name!r}; built-in: {', '.join(sorted(BUILTINS[kind]))} "
+                         f"(or an import path 'package.module:Factory')")
+    module_name, _, attr = path.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"Modular {kind} {name!r} names {path!r}, which failed to import: "
+                         f"{type(exc).__name__}: {exc}") from exc
+    if not callable(obj):
+        raise ValueError(f"Modular {kind} {name!r} names {path!r}, which is not a factory (not callable)")
+    return obj

@@ -23,14 +23,20 @@ SMALL_TRIM_STRIDE = 8
 class ModularSettings(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
 
-    # -- the pipeline: registered names or import paths "package.module:Factory" ---------------
+    # -- the pipeline: built-in names or import paths "package.module:Factory" -----------------
     toolkit: str = "basic"
     prompter: str = "context_and_usage_aware"
     generator: str = "native"
     discriminator: str = "basic"
     actor: str = "basic"
-    component_modules: list[str] = pydantic.Field(
-        default_factory=list, description="modules imported first, so they can call register_component")
+
+    @pydantic.field_validator("toolkit", "prompter", "generator", "discriminator", "actor")
+    @classmethod
+    def _component_exists(cls, name: str, info: pydantic.ValidationInfo) -> str:
+        from .components import resolve
+
+        resolve(info.field_name, name)  # a misspelled or unimportable component fails with the settings
+        return name
 
     # -- generation -------------------------------------------------------------------------------
     samples: int = pydantic.Field(1, ge=1, le=64, description="options generated per step (the original's 'n x')")
