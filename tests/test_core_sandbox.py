@@ -163,6 +163,32 @@ def test_scoring_commands_from_many_threads_each_get_their_own_directories(agent
     assert results == [(0, f"{i}mine\n") for i in range(48)]
 
 
+def test_a_toolchain_under_tmp_is_shown_to_scoring_commands_and_its_private_parts_are_not(agent_dir):
+    """/tmp is private to each command; what lives under the real /tmp and must be shown (a
+    Python or a checkout cloned there, a toolchain a scorer names) is bound on top of it, and a
+    protected path inside it stays covered."""
+    prefix = agent_dir / "toolchain"
+    (prefix / "lib").mkdir(parents=True)
+    (prefix / "lib" / "reference.txt").write_text("the reference")
+    tool = prefix / "bin" / "tool"
+    tool.parent.mkdir()
+    tool.write_text("#!/bin/sh\necho tool ran\n")
+    for path in (prefix, prefix / "lib", prefix / "bin", tool, prefix / "lib" / "reference.txt"):
+        os.chmod(path, 0o755)
+    workspace = agent_dir / "ws"
+    workspace.mkdir()
+    identity = AgentIdentity.acquire()
+    identity.give(workspace)
+    identity.confine(hidden=[prefix / "lib" / "reference.txt"], writable=[workspace])
+    try:
+        result = run_as_agent(["/bin/sh", "-c", '"$TOOL"; cat "$(dirname "$TOOL")/../lib/reference.txt"'],
+                              cwd=workspace, timeout=30, env={"TOOL": str(tool)}, identity=identity)
+    finally:
+        identity.release()
+    assert result.stdout.startswith("tool ran"), result.stderr
+    assert "the reference" not in result.stdout
+
+
 def test_read_agent_file_refuses_symlinks_and_escapes(tmp_path):
     workspace = tmp_path / "ws"
     (workspace / "dir").mkdir(parents=True)

@@ -265,6 +265,13 @@ def bwrap_argv(view: View, cwd: Path) -> list[str]:
         elif os.path.isdir(name):
             m.bind(name, name)
     m.bind("/dev", "/dev", device=True)
+    # The private scratch comes before what is shown: a Python, a checkout or a toolchain that
+    # lives under /tmp (a fresh clone there, say) is bound on top of it instead of being covered.
+    for name in PRIVATE_SCRATCH:
+        if name == "/tmp" or m.exists(name):
+            # in memory: /dev/shm at the kernel's default (half of it, as the machine's), /tmp and
+            # /var/tmp at a quarter each
+            m.tmpfs(name, 0o1777, None if name == "/dev/shm" else _memory_bytes() // 4)
     for path in map(str, view.covered):
         m.cover(path)
     shown = list(SYSTEM_DIRS)
@@ -272,11 +279,6 @@ def bwrap_argv(view: View, cwd: Path) -> list[str]:
         if os.path.exists(path) and not (any(_inside(path, top) for top in shown) and m.exists(path)):
             m.bind(path, path)
             shown.append(path)
-    for name in PRIVATE_SCRATCH:
-        if name == "/tmp" or m.exists(name):
-            # in memory: /dev/shm at the kernel's default (half of it, as the machine's), /tmp and
-            # /var/tmp at a quarter each
-            m.tmpfs(name, 0o1777, None if name == "/dev/shm" else _memory_bytes() // 4)
     for path in map(str, view.given):
         if os.path.exists(path):
             m.bind(path, path)
