@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from modular_fake_task import FakeTask, call, reply
+from modular_helpers import call, modular_task, reply
 
 from rebench_core import events as ev
 from rebench_core.harness import RunConfig, run
@@ -256,8 +256,8 @@ async def test_resume_from_state_saved_by_a_real_run(tmp_path: Path, registry):
     root = tmp_path / "resumed"
     shutil.copytree(out / "workspace", root / "workspace")
     shutil.copytree(out / "scaffold", root / "scaffold")
-    task = FakeTask(root, [reply("", call("bash", "r1", command="echo 737 > answer.txt")), reply("", call("submit"))],
-                    secret=737)
+    task = modular_task(root, [reply("", call("bash", "r1", command="echo 737 > answer.txt")),
+                               reply("", call("submit"))], secret=737)
     await ModularAgent().run(task)
     assert task.submitted
     assert [c.name for m in task.calls[0]["messages"] for c in m.tool_calls] == ["bash", "score"]
