@@ -125,7 +125,8 @@ async def test_hidden_score_variant(tmp_path: Path, registry):
     assert summary["final_raw_score"] == 7.0
     outputs = tool_outputs(out)
     assert outputs[1].startswith("Your submission was scored and logged; the score itself is hidden")
-    assert "7" not in outputs[1].replace("guess: 730", "")
+    # the score is not in what the agent is told (the scorer's duration, which may hold a 7, aside)
+    assert "7" not in outputs[1].split("Process execution details:")[0].replace("guess: 730", "")
     assert outputs[2].startswith("Scores are hidden on this task")
     assert [row["score"] for row in json.loads(outputs[2].split("\n", 1)[1])] == [None, None]
 
