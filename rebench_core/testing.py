@@ -21,7 +21,10 @@ import asyncio
 import contextlib
 import copy
 import json
+import os
+import signal
 import tempfile
+import time
 import types
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -38,6 +41,11 @@ from .types import Completion, ExecResult, Message, ScoreEntry, ScoreResult, Too
 
 # A scripted reply: text, a Message, an exception to raise, or a function of (messages, tools, params).
 Reply = str | Message | BaseException | Callable[[list[Message], list[ToolSpec] | None, dict[str, Any]], Any]
+
+
+class RepliesExhausted(AssertionError):
+    """The scaffold asked the model once more than the script had replies for (a test can end a run
+    at a known step with it, e.g. to test resuming)."""
 
 
 @contextlib.contextmanager
@@ -62,13 +70,17 @@ def environment(env: str | Environment, *, size: str = "small", variant: str = "
 
 
 class FakeTask(AgentTask):
-    """An AgentTask without a harness. `replies` answer `generate` in order; `scorer(workspace)`
-    (returning a ScoreEntry) answers `score`; bash and python run for real in `root/workspace`
-    as the current user (no isolation: for tests only). What the scaffold did is kept in `calls`
-    (every generate: messages, tools, params), `commands`, `events` (its `log` calls) and `scores`.
+    """An AgentTask without a harness. `replies` answer `generate` in order (`RepliesExhausted` once
+    they run out), or `replies` is one function of (messages, tools, params) that answers every call
+    (a model that answers by what it is asked). `scorer(workspace)` (returning a ScoreEntry) answers
+    `score`; bash and python run for real in `root/workspace` as the current user (no isolation:
+    for tests only), timed, and a timeout or a cancelled call kills the command's process group.
+    What the scaffold did is kept in `calls` (every generate: messages, tools, params), `commands`,
+    `events` (its `log` calls) and `scores`; `max_in_flight` is the most `generate` calls that
+    were awaited at once (each yields to the event loop, so concurrent calls overlap).
     """
 
-    def __init__(self, root: Path, replies: list[Reply], *, instructions: str = "Solve the task.",
+    def __init__(self, root: Path, replies: list[Reply] | Callable[..., Any], *, instructions: str = "Solve the task.",
                  scorer: Callable[[Path], ScoreEntry] | None = None, score_visible: bool = True,
                  direction: str = "min", context_window: int | None = 100_000, time_limit_s: float | None = 3600.0,
                  token_limit: int | None = None, default_timeout_s: float = 30.0, seed: int = 0) -> None:
@@ -80,7 +92,8 @@ class FakeTask(AgentTask):
         self.can_score, self.score_visible, self.direction = scorer is not None, score_visible, direction
         self.context_window, self.default_timeout_s, self.seed = context_window, default_timeout_s, seed
         self.time_limit_s, self.token_limit = time_limit_s, token_limit
-        self.replies, self.scorer = list(replies), scorer
+        self.replies = replies if callable(replies) else list(replies)
+        self.scorer = scorer
         self.calls: list[dict[str, Any]] = []
         self.commands: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
@@ -88,6 +101,7 @@ class FakeTask(AgentTask):
         self.submission: str | None = None
         self.tokens = 0
         self.time_s = 0.0
+        self.in_flight = self.max_in_flight = 0
 
     def play(self, scaffold: Scaffold) -> FakeTask:
         """Run `scaffold` on this task to the end (its own event loop); returns the task."""
@@ -97,9 +111,12 @@ class FakeTask(AgentTask):
     async def generate(self, messages, tools=None, **params) -> Completion:
         msgs = [Message.coerce(m) for m in messages]
         self.calls.append({"messages": msgs, "tools": tools, "params": params})
-        if not self.replies:
-            raise AssertionError(f"the fake task has no scripted reply left for call {len(self.calls)}")
-        item = self.replies.pop(0)
+        if callable(self.replies):
+            item = self.replies
+        elif self.replies:
+            item = self.replies.pop(0)
+        else:
+            raise RepliesExhausted(f"the fake task has no scripted reply left for call {len(self.calls)}")
         if callable(item) and not isinstance(item, BaseException):
             item = item(msgs, tools, params)
         if isinstance(item, BaseException):
@@ -107,6 +124,12 @@ class FakeTask(AgentTask):
         message = Message("assistant", item) if isinstance(item, str) else copy.deepcopy(item)
         usage = Usage(input_tokens=self.count_tokens(msgs), output_tokens=len(message.content) // 4 + 1, calls=1)
         self.tokens += usage.total_tokens
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0)  # as a real model call would, let other calls start meanwhile
+        finally:
+            self.in_flight -= 1
         return Completion(message=message, usage=usage, cost_usd=0.0, model="fake")
 
     def count_tokens(self, messages) -> int:
@@ -114,16 +137,20 @@ class FakeTask(AgentTask):
 
     async def bash(self, command: str, timeout: float | None = None) -> ExecResult:
         self.commands.append({"tool": "bash", "input": command, "timeout": timeout})
+        started = time.monotonic()
         proc = await asyncio.create_subprocess_exec("bash", "-c", command, cwd=self.workspace,
                                                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
                                                     start_new_session=True)
         try:
             out, _ = await asyncio.wait_for(proc.communicate(), timeout or self.default_timeout_s)
-        except asyncio.TimeoutError:
-            proc.kill()
+        except BaseException as exc:  # a timeout or a cancelled run: nothing the command started survives
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
-            return ExecResult("", None, timed_out=True)
-        return ExecResult(out.decode(errors="replace"), proc.returncode)
+            if not isinstance(exc, asyncio.TimeoutError):
+                raise
+            return ExecResult("", None, timed_out=True, duration_s=time.monotonic() - started)
+        return ExecResult(out.decode(errors="replace"), proc.returncode, duration_s=time.monotonic() - started)
 
     async def python(self, code: str, timeout: float | None = None, persistent: bool = True) -> ExecResult:
         return await self.bash(f"python3 -c {json.dumps(code)}", timeout)
@@ -131,9 +158,12 @@ class FakeTask(AgentTask):
     async def score(self) -> ScoreResult:
         if self.scorer is None:
             raise RuntimeError("this FakeTask was given no scorer")
+        started = time.monotonic()
         entry = self.scorer(self.workspace)
+        # execution as the harness reports it: the scorer's duration
         result = ScoreResult(score=entry.raw if self.score_visible and entry.valid else None, valid=entry.valid,
-                             message=entry.message, elapsed_s=float(len(self.scores)))
+                             message=entry.message, elapsed_s=float(len(self.scores)),
+                             execution={"duration_s": round(time.monotonic() - started, 3)})
         self.scores.append(result)
         return result
 

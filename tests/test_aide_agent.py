@@ -1,4 +1,4 @@
-"""AIDE's whole loop against an in-process fake AgentTask (real subprocesses, scripted model)."""
+"""AIDE's whole loop against rebench's in-process FakeTask (real subprocesses, scripted model)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from aide_fake_task import FakeModel, FakeTask, code_reply, ok_review
+from aide_helpers import FakeModel, aide_task, code_reply, logged, ok_review
 from rebench_core.backend import ModelAPIError
 from rebench_core.limits import LimitExceeded
 from rebench_scaffolds.aide.agent import AideAgent
@@ -34,7 +34,7 @@ async def test_full_search_drafts_debug_chain_improve_timeout_buggy_review_and_r
                  "The run went fine, nothing more to say.",  # no tool call: the text fallback follows
                  '```json\n{"is_bug": false, "summary": "worse", "metric": 12.0, "lower_is_better": true}\n```',
                  ok_review(0, bug=True, summary="the reviewer calls this buggy")])
-    task = FakeTask(tmp_path, model)
+    task = aide_task(tmp_path, model)
     agent = AideAgent(num_drafts=2, debug_prob=1.0, max_debug_depth=1, max_steps=7, seed=0, exec_timeout_s=1.5)
     await agent.run(task)
 
@@ -63,36 +63,36 @@ async def test_full_search_drafts_debug_chain_improve_timeout_buggy_review_and_r
     assert all(c["params"]["temperature"] == 0.5 for c in model.calls if c["kind"] != "file")
     reviews = [c for c in model.calls if c["kind"] == "review"]
     assert reviews[0]["tools"] == ["submit_review"] and "Valid submission. Score: 2.0" in reviews[0]["text"]
-    assert [e["step"] for e in task.kinds("aide_node")] == list(range(7))
-    assert task.kinds("aide_restore")[0]["node"] == e.id
+    assert [e["step"] for e in logged(task, "aide_node")] == list(range(7))
+    assert logged(task, "aide_restore")[0]["node"] == e.id
 
 
 async def test_resume_continues_the_saved_journal(tmp_path):
     first = FakeModel(codes=[write_answer(10), write_answer(20)], reviews=[ok_review(32), ok_review(22)])
-    task = FakeTask(tmp_path, first)
+    task = aide_task(tmp_path, first)
     await AideAgent(num_drafts=5, max_steps=2, seed=1).run(task)
     saved = Journal.load(task.state_dir / "journal.json")
     assert len(saved) == 2
 
     second = FakeModel(codes=[write_answer(41), write_answer(50)], reviews=[ok_review(1), ok_review(8)],
                        file_answer="`other.py`")
-    task2 = FakeTask(tmp_path, second)
+    task2 = aide_task(tmp_path, second)
     await AideAgent(num_drafts=5, max_steps=4, seed=1).run(task2)
     journal = Journal.load(task2.state_dir / "journal.json")
     assert [n.id for n in journal.nodes[:2]] == [n.id for n in saved.nodes]
     assert len(journal) == 4 and journal.solution_file == "solution.py"  # not asked again
     assert not [c for c in second.calls if c["kind"] == "file"]
-    assert task2.kinds("aide_resume")[0]["nodes"] == 2
+    assert logged(task2, "aide_resume")[0]["nodes"] == 2
     assert (task2.workspace / "answer.txt").read_text() == "41\n"
 
 
 async def test_resume_from_another_runs_state_restores_its_best_files(tmp_path):
     old = FakeModel(codes=[write_answer(40), write_answer(10)], reviews=[ok_review(2), ok_review(32)])
-    old_task = FakeTask(tmp_path / "old", old)
+    old_task = aide_task(tmp_path / "old", old)
     await AideAgent(num_drafts=5, max_steps=2).run(old_task)
 
     new = FakeModel(codes=[write_answer(0)], reviews=[ok_review(42)])
-    new_task = FakeTask(tmp_path / "new", new)
+    new_task = aide_task(tmp_path / "new", new)
     seen = []
     real_generate = new_task.generate
 
@@ -111,7 +111,7 @@ async def test_resume_from_another_runs_state_restores_its_best_files(tmp_path):
 async def test_cancellation_restores_the_best_node(tmp_path):
     model = FakeModel(codes=[write_answer(41), write_answer(100), SLOW_IGNORING_SIGINT],
                       reviews=[ok_review(1), ok_review(58)])
-    task = FakeTask(tmp_path, model)
+    task = aide_task(tmp_path, model)
     agent = AideAgent(num_drafts=5, exec_timeout_s=60)
     run = asyncio.create_task(agent.run(task))
     for _ in range(200):  # wait until the third node is running
@@ -128,7 +128,7 @@ async def test_cancellation_restores_the_best_node(tmp_path):
 async def test_limit_exceeded_passes_through_after_restoring(tmp_path):
     model = FakeModel(codes=[write_answer(41), write_answer(100), LimitExceeded("tokens", "spent")],
                       reviews=[ok_review(1), ok_review(58)])
-    task = FakeTask(tmp_path, model)
+    task = aide_task(tmp_path, model)
     with pytest.raises(LimitExceeded):
         await AideAgent(num_drafts=5).run(task)
     assert (task.workspace / "answer.txt").read_text() == "41\n"
@@ -138,14 +138,14 @@ async def test_scaffold_errors_never_lose_the_run(tmp_path):
     model = FakeModel(
         codes=[RuntimeError("transient"), write_answer(41), write_answer(44)] + [RuntimeError("down")] * 3,
         reviews=[ValueError("review broke"), ok_review(2)])
-    task = FakeTask(tmp_path, model)
+    task = aide_task(tmp_path, model)
     await AideAgent(num_drafts=5, max_consecutive_errors=3).run(task)
     journal = Journal.load(task.state_dir / "journal.json")
     assert len(journal) == 2
     assert journal.nodes[0].is_buggy and "review broke" in journal.nodes[0].error
     assert journal.nodes[1].metric == 2.0
-    errors = task.kinds("aide_error")
-    assert len(errors) == 4 and task.kinds("aide_stop")
+    errors = logged(task, "aide_error")
+    assert len(errors) == 4 and logged(task, "aide_stop")
     assert (task.workspace / "answer.txt").read_text() == "44\n" and task.submitted
 
 
@@ -153,17 +153,17 @@ async def test_review_falls_back_to_text_when_tools_are_rejected(tmp_path):
     rejected = ModelAPIError("tools not supported", provider="x", retryable=False, status=400)
     model = FakeModel(codes=[write_answer(40)],
                       reviews=[rejected, "is_bug: false\nsummary: good\nmetric: 2\nlower_is_better: true"])
-    task = FakeTask(tmp_path, model)
+    task = aide_task(tmp_path, model)
     await AideAgent(num_drafts=1, max_steps=1).run(task)
     node = Journal.load(task.state_dir / "journal.json").nodes[0]
     assert node.review_mode == "text" and not node.is_buggy and node.metric == 2.0
-    assert task.kinds("aide_review_fallback")
+    assert logged(task, "aide_review_fallback")
 
 
 async def test_hidden_score_uses_the_reviewers_metric_and_majority_direction(tmp_path):
     model = FakeModel(codes=[write_answer(40), write_answer(45)],
                       reviews=[ok_review(0.9, lower=False), ok_review(0.7, lower=False)])
-    task = FakeTask(tmp_path, model, score_visible=False, direction=None)
+    task = aide_task(tmp_path, model, score_visible=False, direction=None)
     await AideAgent(num_drafts=5, max_steps=2).run(task)
     journal = Journal.load(task.state_dir / "journal.json")
     assert [n.metric_source for n in journal.nodes] == ["review", "review"]
@@ -175,7 +175,7 @@ async def test_invalid_score_and_no_code_are_buggy(tmp_path):
     model = FakeModel(codes=[code_reply("open('answer.txt','w').write('many')"), "I would rather not.",
                              "still no code", "nope, sorry."],
                       reviews=[ok_review(5)])  # a node without code is not reviewed
-    task = FakeTask(tmp_path, model)
+    task = aide_task(tmp_path, model)
     await AideAgent(num_drafts=5, max_steps=2, code_attempts=3).run(task)
     first, second = Journal.load(task.state_dir / "journal.json").nodes
     assert first.score_valid is False and first.is_buggy and first.metric is None
@@ -196,7 +196,7 @@ def test_settings_are_validated():
 async def test_solution_file_question_and_starting_code(tmp_path):
     model = FakeModel(codes=[write_answer(40)], reviews=[ok_review(2)],
                       file_answer=f"I'd use `{tmp_path}/workspace/src/solve.py`.")
-    task = FakeTask(tmp_path, model)
+    task = aide_task(tmp_path, model)
     (task.workspace / "src").mkdir()
     (task.workspace / "src" / "solve.py").write_text("# starting solution\n")
     await AideAgent(num_drafts=1, max_steps=1).run(task)
@@ -210,17 +210,17 @@ async def test_solution_file_question_and_starting_code(tmp_path):
 
 async def test_a_failed_file_question_falls_back_to_the_default(tmp_path):
     model = FakeModel(codes=[write_answer(42)], reviews=[ok_review(0)], file_answer=RuntimeError("no answer"))
-    task = FakeTask(tmp_path, model)
+    task = aide_task(tmp_path, model)
     await AideAgent(num_drafts=1, max_steps=1).run(task)
     assert Journal.load(task.state_dir / "journal.json").solution_file == "solution.py"
-    assert "no answer" in task.kinds("aide_solution_file")[0]["answer"]
+    assert "no answer" in logged(task, "aide_solution_file")[0]["answer"]
 
 
 async def test_a_small_model_gets_the_small_profile(tmp_path):
     """An 8k-window model: no solution-file question, one code attempt per node, small output caps
     and short prompts; a large one keeps AIDE's own behaviour."""
     model = FakeModel(codes=["no code here", write_answer(40)], reviews=[ok_review(2)])
-    task = FakeTask(tmp_path, model)
+    task = aide_task(tmp_path, model)
     task.context_window = 8192
     await AideAgent(num_drafts=2, max_steps=2, seed=0).run(task)
     journal = Journal.load(task.state_dir / "journal.json")
@@ -230,7 +230,7 @@ async def test_a_small_model_gets_the_small_profile(tmp_path):
     assert [e for e in task.events if e.get("kind") == "aide_profile"][0]["profile"] == "small"
 
     large = FakeModel(codes=[write_answer(40)], reviews=[ok_review(2)])
-    big = FakeTask(tmp_path / "large", large)
+    big = aide_task(tmp_path / "large", large)
     big.context_window = 200_000
     await AideAgent(num_drafts=1, max_steps=1, seed=0).run(big)
     assert [c["kind"] for c in large.calls] == ["file", "code", "review"]

@@ -1,4 +1,4 @@
-"""Unit tests of the Modular scaffold's components against an in-process fake AgentTask."""
+"""Unit tests of the Modular scaffold's components against rebench's in-process FakeTask."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from modular_fake_task import FakeTask, ScriptExhausted, call, reply
+from modular_helpers import call, kinds, modular_task, reply
 
-from rebench_core.types import Message, ScoreResult, ToolCall
+from rebench_core.testing import FakeTask, RepliesExhausted
+from rebench_core.types import Message, ScoreEntry, ScoreResult, ToolCall
 from rebench_scaffolds.modular import components
 from rebench_scaffolds.modular.agent import ModularAgent
 from rebench_scaffolds.modular.context import StepContext
@@ -34,11 +35,11 @@ EPISODE = [
 
 
 async def test_full_episode_edits_scores_reads_log_and_submits(tmp_path: Path):
-    task = FakeTask(tmp_path, list(EPISODE))
+    task = modular_task(tmp_path, list(EPISODE))
     await ModularAgent().run(task)
     assert task.submission == ""
     assert (task.workspace / "answer.txt").read_text().strip() == "42"
-    assert [e.raw for e in task.scores] == [1.0, 0.0]
+    assert [r.score for r in task.scores] == [1.0, 0.0]
     outputs = [m.content for m in tool_messages(task)]
     assert outputs[0].startswith("41\n") and outputs[0].endswith("Exit code: 0")
     assert outputs[1].startswith("The score is 1.") and outputs[1].endswith("The score is 1.")
@@ -52,19 +53,19 @@ async def test_full_episode_edits_scores_reads_log_and_submits(tmp_path: Path):
     # the original's default: the system prompt goes as a user message, with the task
     first = task.calls[0]["messages"][0]
     assert first.role == "user" and task.instructions in first.content
-    assert task.bash_timeouts == [10.0, 10.0]
-    assert task.kinds().count("modular_step") == 6
+    assert [c["timeout"] for c in task.commands] == [10.0, 10.0]
+    assert kinds(task).count("modular_step") == 6
 
 
 async def test_scoring_tools_only_when_the_environment_scores(tmp_path: Path):
-    task = FakeTask(tmp_path, [reply("", call("submit", submission="x"))], can_score=False)
+    task = modular_task(tmp_path, [reply("", call("submit", submission="x"))], can_score=False)
     await ModularAgent().run(task)
     assert [t.name for t in task.calls[0]["tools"]] == ["python", "bash", "submit", "timeout"]
 
 
 async def test_model_mistakes_become_messages_not_crashes(tmp_path: Path):
     bad_json = ToolCall(id="b1", name="bash", raw_arguments='{"command": "ls', parse_error="arguments are not valid JSON")
-    task = FakeTask(tmp_path, [
+    task = modular_task(tmp_path, [
         reply("garbage", bad_json),
         reply("", call("launch_rocket", "b2", target="moon")),
         reply("", call("bash", "b3")),
@@ -88,18 +89,18 @@ async def test_model_mistakes_become_messages_not_crashes(tmp_path: Path):
 
 
 async def test_a_tool_that_raises_is_reported(tmp_path: Path):
-    class Broken(FakeTask):
-        async def score(self) -> ScoreResult:
-            raise OSError("scorer unavailable")
+    def broken(workspace: Path) -> ScoreEntry:
+        raise OSError("scorer unavailable")
 
-    task = Broken(tmp_path, [reply("", call("score", "s1")), reply("", call("submit", "s2", submission=""))])
+    task = FakeTask(tmp_path, [reply("", call("score", "s1")), reply("", call("submit", "s2", submission=""))],
+                    scorer=broken)
     await ModularAgent().run(task)
     assert "The score tool failed: OSError: scorer unavailable" in tool_messages(task)[0].content
-    assert "tool_error" in task.kinds()
+    assert "tool_error" in kinds(task)
 
 
 async def test_timeout_tool_sets_the_command_timeout_with_a_cap(tmp_path: Path):
-    task = FakeTask(tmp_path, [
+    task = modular_task(tmp_path, [
         reply("", call("timeout", timeout="60")),
         reply("", call("bash", command="true")),
         reply("", call("timeout", timeout=99999)),
@@ -110,11 +111,12 @@ async def test_timeout_tool_sets_the_command_timeout_with_a_cap(tmp_path: Path):
     msgs = [m.content for m in tool_messages(task)]
     assert msgs[0] == "Timeout changed from 5 to 60 seconds."
     assert "capped at the maximum of 1440 seconds" in msgs[2]
-    assert task.bash_timeouts == [60.0, 1440.0]
+    assert [c["timeout"] for c in task.commands] == [60.0, 1440.0]
 
 
 async def test_bash_timeout_is_reported(tmp_path: Path):
-    task = FakeTask(tmp_path, [reply("", call("bash", command="sleep 5")), reply("", call("submit", submission=""))])
+    task = modular_task(tmp_path, [reply("", call("bash", command="sleep 5")),
+                                   reply("", call("submit", submission=""))])
     await ModularAgent(command_timeout_s=0.2).run(task)
     assert "timed out after 0.2 seconds" in tool_messages(task)[0].content
 
@@ -151,7 +153,7 @@ class EchoActor:
 
 
 async def test_third_party_components_by_import_path(tmp_path: Path):
-    task = FakeTask(tmp_path / "a", [reply("", call("bash", command="touch x")), reply("", call("submit"))])
+    task = modular_task(tmp_path / "a", [reply("", call("bash", command="touch x")), reply("", call("submit"))])
     await ModularAgent(actor=f"{__name__}:EchoActor").run(task)
     assert [m.content for m in tool_messages(task)] == ["echo bash", "echo submit"]
     assert not (task.workspace / "x").exists()
@@ -182,7 +184,7 @@ async def test_samples_are_generated_concurrently_and_compare_options_chooses(tm
         assert "TRANSCRIPT" in messages[-1].content and '"1"' in messages[-1].content
         return reply("Option 1 writes the answer. <FINAL CHOICE>1</FINAL CHOICE>")
 
-    task = FakeTask(tmp_path, [
+    task = modular_task(tmp_path, [
         reply("option zero", call("bash", command="echo 1 > answer.txt")),
         reply("option one", call("bash", command="echo 42 > answer.txt")),
         judge,
@@ -207,7 +209,7 @@ def test_parse_choice():
 
 
 async def test_legacy_generator_uses_the_text_protocol(tmp_path: Path):
-    task = FakeTask(tmp_path, [reply("", call("submit", submission=""))])
+    task = modular_task(tmp_path, [reply("", call("submit", submission=""))])
     await ModularAgent(generator="legacy").run(task)
     sent = task.calls[0]
     assert sent["params"]["tool_mode"] == "text"
@@ -218,7 +220,7 @@ async def test_legacy_generator_uses_the_text_protocol(tmp_path: Path):
 # -- actors ------------------------------------------------------------------------------------------
 
 async def test_always_save_actor_saves_every_output(tmp_path: Path):
-    task = FakeTask(tmp_path, [reply("", call("bash", command="echo hello")), reply("", call("submit"))])
+    task = modular_task(tmp_path, [reply("", call("bash", command="echo hello")), reply("", call("submit"))])
     await ModularAgent(actor="always_save").run(task)
     first = StateStore(task.state_dir).load().history[1]
     path = task.workspace / first.metadata["saved_output_path"]  # stored relative to the workspace
@@ -228,7 +230,7 @@ async def test_always_save_actor_saves_every_output(tmp_path: Path):
 
 
 async def test_basic_actor_saves_only_long_outputs(tmp_path: Path):
-    task = FakeTask(tmp_path, [reply("", call("bash", command="echo short")),
+    task = modular_task(tmp_path, [reply("", call("bash", command="echo short")),
                                reply("", call("bash", command="python3 -c 'print(\"x\" * 9000)'")),
                                reply("", call("submit"))])
     await ModularAgent().run(task)
@@ -254,7 +256,7 @@ def step(i: int, output: str) -> list[Node]:
 
 @pytest.mark.parametrize("tokens,expect", [(100, None), (760, "converging"), (910, "submit your final answer")])
 def test_usage_line_escalates(tmp_path: Path, tokens: int, expect: str | None):
-    task = FakeTask(tmp_path, [], token_limit=1000, time_limit_s=3600)
+    task = modular_task(tmp_path, [], token_limit=1000, time_limit_s=3600)
     task.tokens, task.time_s = tokens, 1800  # time is at 50%: the larger fraction is reported
     text = usage_message(task.usage(), ModularSettings()).content
     shown = max(tokens / 1000, 0.5)
@@ -267,7 +269,7 @@ def test_usage_line_escalates(tmp_path: Path, tokens: int, expect: str | None):
 
 
 def test_usage_line_reports_dollars_and_nothing_without_limits(tmp_path: Path):
-    task = FakeTask(tmp_path, [], token_limit=None, time_limit_s=None)
+    task = modular_task(tmp_path, [], token_limit=None, time_limit_s=None)
     assert usage_message(task.usage(), ModularSettings()) is None
     from rebench_core.types import UsageSnapshot
     text = usage_message(UsageSnapshot(60, 3600, 10, None, 4.6, 5.0), ModularSettings()).content
@@ -276,7 +278,7 @@ def test_usage_line_reports_dollars_and_nothing_without_limits(tmp_path: Path):
 
 
 async def test_system_prompt_as_a_system_message_and_the_fallback_window(tmp_path: Path):
-    task = FakeTask(tmp_path, [reply("", call("submit"))], context_window=None)
+    task = modular_task(tmp_path, [reply("", call("submit"))], context_window=None)
     await ModularAgent(system_prompt_as_user=False, fallback_context_window=2000).run(task)
     first = task.calls[0]["messages"]
     assert first[0].role == "system" and first[1].content.startswith("You are assigned this task:")
@@ -288,7 +290,7 @@ async def test_system_prompt_as_a_system_message_and_the_fallback_window(tmp_pat
 async def test_long_outputs_are_shortened_at_their_thresholds(tmp_path: Path):
     mid, huge = "m" * 8_001, "h" * 100_001
     history = step(0, mid) + step(1, huge) + step(2, "short")
-    task = FakeTask(tmp_path, [], token_limit=1000, context_window=10_000_000)
+    task = modular_task(tmp_path, [], token_limit=1000, context_window=10_000_000)
     prompter = ContextAndUsageAwarePrompter(ModularSettings())
     task.tokens = 500  # exactly half: only the >100k output is cut
     tools = [m for m in await prompter.prompt(make_ctx(task, history)) if m.role == "tool"]
@@ -305,7 +307,7 @@ async def test_long_outputs_are_shortened_at_their_thresholds(tmp_path: Path):
 
 async def test_history_is_middle_truncated_to_three_quarters_of_the_window(tmp_path: Path):
     history = [n for i in range(40) for n in step(i, f"output {i} " + "y" * 400)]
-    task = FakeTask(tmp_path, [], context_window=4000, token_limit=None, time_limit_s=None)
+    task = modular_task(tmp_path, [], context_window=4000, token_limit=None, time_limit_s=None)
     ctx = make_ctx(task, history)
     messages = await ContextAndUsageAwarePrompter(ctx.settings).prompt(ctx)
     assert task.count_tokens(messages) <= 3000
@@ -325,7 +327,7 @@ async def test_history_is_middle_truncated_to_three_quarters_of_the_window(tmp_p
 async def test_trimming_in_strides_keeps_the_kept_part_stable(tmp_path: Path):
     """With trim_stride, the kept history starts at a multiple of the stride and stays put while the
     conversation grows, so each prompt extends the last (what a prefix cache needs)."""
-    task = FakeTask(tmp_path, [], context_window=4000, token_limit=None, time_limit_s=None)
+    task = modular_task(tmp_path, [], context_window=4000, token_limit=None, time_limit_s=None)
     starts = []
     for n in range(30, 40):
         history = [node for i in range(n) for node in step(i, f"output {i} " + "y" * 400)]
@@ -340,7 +342,7 @@ async def test_trimming_in_strides_keeps_the_kept_part_stable(tmp_path: Path):
 
 async def test_a_latest_output_too_big_for_the_window_is_cut(tmp_path: Path):
     history = step(0, "a") + step(1, "z" * 20_000)
-    task = FakeTask(tmp_path, [], context_window=4000, token_limit=None, time_limit_s=None)
+    task = modular_task(tmp_path, [], context_window=4000, token_limit=None, time_limit_s=None)
     ctx = make_ctx(task, history)
     messages = await ContextAndUsageAwarePrompter(ctx.settings).prompt(ctx)
     assert messages[-1].role == "tool" and len(messages[-1].content) < 1000
@@ -350,17 +352,17 @@ async def test_a_latest_output_too_big_for_the_window_is_cut(tmp_path: Path):
 # -- state and resume --------------------------------------------------------------------------------
 
 async def test_state_is_saved_every_step_and_a_run_resumes(tmp_path: Path):
-    task = FakeTask(tmp_path, list(EPISODE[:3]))
-    with pytest.raises(ScriptExhausted):
+    task = modular_task(tmp_path, list(EPISODE[:3]))
+    with pytest.raises(RepliesExhausted):
         await ModularAgent().run(task)
     saved = StateStore(task.state_dir).load()
     settings = StateStore(task.state_dir).saved_settings()
     assert saved.step == 3 and saved.next_step == "prompt" and len(saved.history) == 6
     assert settings["command_timeout_s"] == 10.0
 
-    resumed = FakeTask(tmp_path, list(EPISODE[3:]))
+    resumed = modular_task(tmp_path, list(EPISODE[3:]))
     await ModularAgent(temperature=0.5).run(resumed)
-    assert resumed.submitted and [e.raw for e in resumed.scores] == [0.0]
+    assert resumed.submitted and [r.score for r in resumed.scores] == [0.0]
     event = next(e for e in resumed.events if e["kind"] == "modular_resumed")
     assert event["step"] == 3 and event["settings_changed"] == ["temperature"]
     # the model saw the whole earlier history on resume
@@ -371,7 +373,7 @@ async def test_state_is_saved_every_step_and_a_run_resumes(tmp_path: Path):
 
 
 async def test_resume_between_modules_and_after_a_torn_write(tmp_path: Path):
-    task = FakeTask(tmp_path, [reply("", call("bash", "k1", command="echo 42 > answer.txt"))])
+    task = modular_task(tmp_path, [reply("", call("bash", "k1", command="echo 42 > answer.txt"))])
     agent = ModularAgent()
     store = StateStore(task.state_dir)
     state = agent._initial_state(task, store)
@@ -384,7 +386,7 @@ async def test_resume_between_modules_and_after_a_torn_write(tmp_path: Path):
         fh.write(json.dumps(Node(Message("user", "torn")).to_dict()) + "\n")
     with store.state_path.open("a") as fh:  # and a state record torn by a crash
         fh.write('{"version": 1, "history_')
-    resumed = FakeTask(tmp_path, [reply("", call("submit", submission=""))])
+    resumed = modular_task(tmp_path, [reply("", call("submit", submission=""))])
     await ModularAgent().run(resumed)
     assert (resumed.workspace / "answer.txt").read_text().strip() == "42"  # the pending action ran
     history = StateStore(task.state_dir).load().history
@@ -392,7 +394,7 @@ async def test_resume_between_modules_and_after_a_torn_write(tmp_path: Path):
 
 
 async def test_resume_settings(tmp_path: Path):
-    task = FakeTask(tmp_path, [reply("", call("submit", submission=""))])
+    task = modular_task(tmp_path, [reply("", call("submit", submission=""))])
     with pytest.raises(StateError, match="resume=require"):
         await ModularAgent(resume="require").run(task)
     (task.state_dir / "state.jsonl").write_text(json.dumps({"version": 99}) + "\n")
@@ -403,9 +405,9 @@ async def test_resume_settings(tmp_path: Path):
 
 
 async def test_max_steps_stops_the_run(tmp_path: Path):
-    task = FakeTask(tmp_path, [reply("", call("bash", command="true"))] * 5)
+    task = modular_task(tmp_path, [reply("", call("bash", command="true"))] * 5)
     await ModularAgent(max_steps=2).run(task)
-    assert len(task.calls) == 2 and "modular_max_steps" in task.kinds()
+    assert len(task.calls) == 2 and "modular_max_steps" in kinds(task)
 
 
 # -- the small-model profile -----------------------------------------------------------------------
@@ -422,7 +424,7 @@ def test_the_profile_follows_the_context_window():
 
 
 async def test_a_small_model_gets_the_short_prompt_three_tools_and_a_small_cap(tmp_path: Path):
-    task = FakeTask(tmp_path, [reply("", call("bash", command="true"))] * 2, context_window=8192)
+    task = modular_task(tmp_path, [reply("", call("bash", command="true"))] * 2, context_window=8192)
     await ModularAgent(max_steps=2).run(task)
     assert [t.name for t in task.calls[0]["tools"]] == ["python", "bash", "score"]
     assert task.calls[0]["params"] == {"max_tokens": 192, "temperature": 1.0}
@@ -437,12 +439,12 @@ async def test_a_small_model_neither_scores_twice_in_a_row_nor_forgets_to_score(
     bash, and a score is forced once `small_score_every` steps went by without one; the tools
     offered (so the prompt, and the model's prefix cache) stay the same."""
     bashes = [reply("", call("bash", command="true"))] * 4
-    task = FakeTask(tmp_path, [reply("", call("score"))] + bashes + [reply("", call("score"))], context_window=8192)
+    task = modular_task(tmp_path, [reply("", call("score"))] + bashes + [reply("", call("score"))], context_window=8192)
     await ModularAgent(max_steps=6, small_score_every=4).run(task)
     assert {tuple(t.name for t in c["tools"]) for c in task.calls} == {("python", "bash", "score")}
     forced = [c["params"].get("tool_choice") for c in task.calls]
     assert forced == [None, "bash", None, None, None, "score"]  # after a score; four steps without one
     assert len(task.scores) == 2
-    full = FakeTask(tmp_path / "full", [reply("", call("score"))] * 3)
+    full = modular_task(tmp_path / "full", [reply("", call("score"))] * 3)
     await ModularAgent(max_steps=3).run(full)
     assert all("tool_choice" not in c["params"] for c in full.calls)  # large models choose freely

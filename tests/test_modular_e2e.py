@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from modular_fake_task import FakeTask, call, reply
+from modular_helpers import call, modular_task, reply
 
 from rebench_core import events as ev
 from rebench_core.harness import RunConfig, run
@@ -125,7 +125,8 @@ async def test_hidden_score_variant(tmp_path: Path, registry):
     assert summary["final_raw_score"] == 7.0
     outputs = tool_outputs(out)
     assert outputs[1].startswith("Your submission was scored and logged; the score itself is hidden")
-    assert "7" not in outputs[1].replace("guess: 730", "")
+    # the score is not in what the agent is told (the scorer's duration, which may hold a 7, aside)
+    assert "7" not in outputs[1].split("Process execution details:")[0].replace("guess: 730", "")
     assert outputs[2].startswith("Scores are hidden on this task")
     assert [row["score"] for row in json.loads(outputs[2].split("\n", 1)[1])] == [None, None]
 
@@ -256,8 +257,8 @@ async def test_resume_from_state_saved_by_a_real_run(tmp_path: Path, registry):
     root = tmp_path / "resumed"
     shutil.copytree(out / "workspace", root / "workspace")
     shutil.copytree(out / "scaffold", root / "scaffold")
-    task = FakeTask(root, [reply("", call("bash", "r1", command="echo 737 > answer.txt")), reply("", call("submit"))],
-                    secret=737)
+    task = modular_task(root, [reply("", call("bash", "r1", command="echo 737 > answer.txt")),
+                               reply("", call("submit"))], secret=737)
     await ModularAgent().run(task)
     assert task.submitted
     assert [c.name for m in task.calls[0]["messages"] for c in m.tool_calls] == ["bash", "score"]
