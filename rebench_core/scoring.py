@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import numbers
 import time
 import traceback
 from pathlib import Path
@@ -44,7 +45,8 @@ def checked(entry: Any, env_name: str) -> ScoreEntry:
     if not isinstance(entry, ScoreEntry):
         raise ScorerError(f"{env_name}.score returned {type(entry).__name__}, not a ScoreEntry")
     raw = entry.raw
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+    # numbers.Real: numpy's float32 and int64 are scores too (they are not float subclasses)
+    if isinstance(raw, bool) or not isinstance(raw, numbers.Real):
         return ScoreEntry.invalid(f"the scorer produced a non-numeric score {raw!r:.60}", scorer_raw=repr(raw)[:200])
     if math.isinf(raw):
         return ScoreEntry.invalid(f"the scorer produced an infinite score ({raw})", scorer_raw=str(raw))
