@@ -132,6 +132,8 @@ def test_a_model_call_and_a_tool_call(page, url, runs, shots):
     assert "cat answer.txt; ls -la" in body.locator(".msg.assistant").first.inner_text()
     assert "answer.txt" in body.locator(".msg.tool").first.inner_text()
     assert "not repeated here" in body.inner_text()
+    assert "log version" not in page.inner_text("body")  # a run of this harness needs no version notice
+    assert "seq=" not in page.locator(".item.scaffold").nth(1).inner_text()  # the log's bookkeeping is not the scaffold's
     page.set_viewport_size({"width": 1400, "height": 1250})
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=shots / "run.png")

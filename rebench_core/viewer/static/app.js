@@ -347,7 +347,7 @@ class RunPage {
         return make("bad", item.torn ? "torn line" : "bad line", item.error, `byte ${count(item.offset)}`,
           () => el("pre", {}, item.text));
       case "scaffold":
-        return make("scaffold", `scaffold: ${e.kind}`, firstLine(scaffoldGist(e)), "", () => el("pre", {}, pretty(without(e, ["ts", "elapsed_s", "type"]))));
+        return make("scaffold", `scaffold: ${e.kind}`, firstLine(scaffoldGist(e)), "", () => el("pre", {}, pretty(without(e, ["ts", "elapsed_s", "seq", "type"]))));
       case "submit":
         return make("score", "submitted", firstLine(e.answer) || "(no answer text)", "", () => el("pre", {}, e.answer || ""));
       case "run_start": case "run_resume":
@@ -571,7 +571,7 @@ function messageBox(m, position, label, fresh) {
 }
 
 function scaffoldGist(e) {
-  const rest = without(e, ["ts", "elapsed_s", "type", "kind"]);
+  const rest = without(e, ["ts", "elapsed_s", "seq", "type", "kind"]);
   return Object.entries(rest).map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join("  ");
 }
 
