@@ -187,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {args.out / 'report.html'} and {len(plots)} plot(s) in {args.out}")
     elapsed = time.perf_counter() - started
     if args.json_path != "-":
-        print(f"rebench-report: {len(records)} runs in {elapsed:.2f} s", file=sys.stderr)
+        runs = f"{len(records)} run" + ("" if len(records) == 1 else "s")
+        print(f"rebench-report: {runs} in {elapsed:.2f} s", file=sys.stderr)
     return 0
 
 
