@@ -23,7 +23,7 @@ from . import events as ev
 from .environment import Environment, Resources
 from .machine import missing_resources
 from .model import Model
-from .registry import PluginError, Registry, UnknownNameError, UnusableModelError, load_plugins
+from .registry import PluginError, Registry, UnusableModelError, load_plugins
 from .runconfig import RunConfig
 from .sandbox import agent_python_problem, run_directory_problem
 from .scaffold import Scaffold

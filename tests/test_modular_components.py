@@ -10,7 +10,6 @@ from modular_helpers import call, kinds, modular_task, reply
 
 from rebench_core.testing import FakeTask, RepliesExhausted
 from rebench_core.types import Message, ScoreEntry, ScoreResult, ToolCall
-from rebench_scaffolds.modular import components
 from rebench_scaffolds.modular.agent import ModularAgent
 from rebench_scaffolds.modular.context import StepContext
 from rebench_scaffolds.modular.discriminators import parse_choice

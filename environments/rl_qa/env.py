@@ -17,7 +17,6 @@ This module imports nothing heavy: torch and transformers load inside the method
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import shutil
 import threading

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import socket
-import sys
 from pathlib import Path
 
 from .common import fail

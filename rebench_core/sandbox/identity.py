@@ -265,11 +265,15 @@ class AgentIdentity:
         self.records = Records()
         self.tempdirs: list[Path] = []  # open agent_tempdir()s: writable for scoring commands only
         self.given: list[Path] = []  # directories given to the agent: writable for its commands
-        # Scorers run agent commands from several threads at once (rust_codecontests' workers):
-        # without namespaces, what one left running is killed only once none is running.
+        # Scorers run agent commands from several threads at once (rust_codecontests' workers).
+        # A scoring directory one thread closes may be in the view of a command another thread is
+        # starting: it is removed only once no command that shows it is left (`_dir_users`). And
+        # without namespaces, what one command left running is killed once none is running.
         self._commands_lock = threading.Lock()
         self._commands_running = 0
         self._commands_since: int | None = None
+        self._dir_users: dict[Path, int] = {}
+        self._dirs_closing: set[Path] = set()
         # -S: the keeper needs only the standard library, and starts in a few milliseconds.
         self._keeper = subprocess.Popen(
             [sys.executable, "-I", "-S", keeper_module.__file__], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
@@ -447,6 +451,49 @@ class AgentIdentity:
             chown_tree(Path(path), self.owner, private=True)
         if os.path.isdir(path) and not os.path.islink(path) and Path(path) not in self.given:
             self.given.append(Path(path))
+
+    # -- scoring directories (sandbox.scoring.agent_tempdir) ------------------------------------
+    def open_scoring_dir(self, path: Path) -> None:
+        with self._commands_lock:
+            self.tempdirs.append(path)
+
+    def close_scoring_dir(self, path: Path) -> None:
+        """No new command shows `path`; it is removed now, or when the last command showing it ends."""
+        with self._commands_lock:
+            # given first: a path in `given` but not in `tempdirs` would be shown to other commands
+            self.given = [p for p in self.given if p != path and path not in p.parents]
+            self.tempdirs.remove(path)
+            if self._dir_users.get(path):
+                self._dirs_closing.add(path)
+                return
+        self.remove_scratch(path)
+
+    @contextlib.contextmanager
+    def scoring_dirs(self) -> Iterator[list[Path]]:
+        """The open scoring directories, kept in place for as long as the block runs."""
+        with self._commands_lock:
+            dirs = list(self.tempdirs)
+            for path in dirs:
+                self._dir_users[path] = self._dir_users.get(path, 0) + 1
+        try:
+            yield dirs
+        finally:
+            done = []
+            with self._commands_lock:
+                for path in dirs:
+                    self._dir_users[path] -= 1
+                    if not self._dir_users[path]:
+                        del self._dir_users[path]
+                        if path in self._dirs_closing:
+                            self._dirs_closing.discard(path)
+                            done.append(path)
+            for path in done:
+                self.remove_scratch(path)
+
+    def remove_scratch(self, path: Path) -> None:
+        """Remove a scratch directory of this identity's now (it is no longer needed at the end)."""
+        shutil.rmtree(path, ignore_errors=True)
+        self.forget(path)
 
     @contextlib.contextmanager
     def scoring_command(self, ticks: int) -> Iterator[None]:

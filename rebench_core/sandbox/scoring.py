@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -38,27 +37,21 @@ class AgentProcessResult:
 @contextlib.contextmanager
 def agent_tempdir(prefix: str = "rebench-score-", *, identity: AgentIdentity) -> Iterator[Path]:
     """A private directory the agent identity owns, for handing a scoring runner its inputs; it is
-    writable for that identity's scoring commands while open, and removed after."""
-    with _owned_scratch(prefix, identity) as path:
-        identity.tempdirs.append(path)
-        try:
-            yield path
-        finally:
-            # given first: a path in `given` but not `tempdirs` would be bound for another thread's command
-            identity.given = [p for p in identity.given if p != path and path not in p.parents]
-            identity.tempdirs.remove(path)
-
-
-@contextlib.contextmanager
-def _owned_scratch(prefix: str, identity: AgentIdentity) -> Iterator[Path]:
-    path = identity.scratch_dir(prefix)
+    writable for that identity's scoring commands while open, and removed after (once no command
+    that shows it is still running)."""
+    path = _owned_scratch(prefix, identity)
+    identity.open_scoring_dir(path)
     try:
-        if identity.owner is not None:
-            chown_tree(path, identity.owner, private=True)
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
-        identity.forget(path)
+        identity.close_scoring_dir(path)
+
+
+def _owned_scratch(prefix: str, identity: AgentIdentity) -> Path:
+    path = identity.scratch_dir(prefix)
+    if identity.owner is not None:
+        chown_tree(path, identity.owner, private=True)
+    return path
 
 
 def run_as_agent(argv: list[str] | str, *, cwd: Path, timeout: float, env: dict[str, str] | None = None,
@@ -74,29 +67,37 @@ def run_as_agent(argv: list[str] | str, *, cwd: Path, timeout: float, env: dict[
     Calls may overlap (from threads); each has a home of its own.
     """
     args = ["/bin/bash", "-c", argv] if isinstance(argv, str) else list(argv)
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
-            _owned_scratch("rebench-home-", identity) as home:
-        full_env = agent_env(home, env)
-        # What the scorer names on the command line (its runner script, inputs it staged) is readable.
-        given = tuple(Path(a) for a in args if a.startswith("/") and os.path.exists(a))
-        command = identity.command(args, Path(cwd), writable=(Path(cwd), home, *identity.tempdirs), env=full_env,
-                                   given=given)
-        started, since = time.monotonic(), boot_ticks()
-        with identity.scoring_command(since):
-            proc = subprocess.Popen(command, cwd=cwd, env=full_env,
-                                    stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-                                    stdout=out, stderr=err, start_new_session=True, **identity.popen_kwargs())
-            if input is not None:  # fed from a thread: a child that does not read must not block us
-                threading.Thread(target=_feed, args=(proc.stdin, input), daemon=True).start()
-            try:
-                timed_out = not _exits_within(proc, timeout)
-            finally:
-                _kill_group(proc.pid)
-                proc.wait()
-                identity.kill_session(proc.pid)
-        duration = time.monotonic() - started
-        return AgentProcessResult(_read_head(out, max_output_bytes), _read_head(err, max_output_bytes),
-                                  None if timed_out else proc.returncode, timed_out, duration)
+    home = _owned_scratch("rebench-home-", identity)  # this call's alone
+    try:
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, identity.scoring_dirs() as shared:
+            return _run(identity, args, Path(cwd), home, shared, timeout, env, input, max_output_bytes, out, err)
+    finally:
+        identity.remove_scratch(home)
+
+
+def _run(identity: AgentIdentity, args: list[str], cwd: Path, home: Path, shared: list[Path], timeout: float,
+         env: dict[str, str] | None, input: bytes | None, max_output_bytes: int, out: Any, err: Any
+         ) -> AgentProcessResult:
+    full_env = agent_env(home, env)
+    # What the scorer names on the command line (its runner script, inputs it staged) is readable.
+    given = tuple(Path(a) for a in args if a.startswith("/") and os.path.exists(a))
+    command = identity.command(args, cwd, writable=(cwd, home, *shared), env=full_env, given=given)
+    started, since = time.monotonic(), boot_ticks()
+    with identity.scoring_command(since):
+        proc = subprocess.Popen(command, cwd=cwd, env=full_env,
+                                stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                                stdout=out, stderr=err, start_new_session=True, **identity.popen_kwargs())
+        if input is not None:  # fed from a thread: a child that does not read must not block us
+            threading.Thread(target=_feed, args=(proc.stdin, input), daemon=True).start()
+        try:
+            timed_out = not _exits_within(proc, timeout)
+        finally:
+            _kill_group(proc.pid)
+            proc.wait()
+            identity.kill_session(proc.pid)
+    duration = time.monotonic() - started
+    return AgentProcessResult(_read_head(out, max_output_bytes), _read_head(err, max_output_bytes),
+                              None if timed_out else proc.returncode, timed_out, duration)
 
 
 def _feed(stdin: Any, data: bytes) -> None:

@@ -230,9 +230,7 @@ class _Mounts:
 
     def bind(self, source: str, dest: str, writable: bool = False, device: bool = False) -> None:
         self._parents(dest)
-        # --bind-try: a scoring directory another thread's command had open may be gone by the time
-        # bubblewrap mounts it, and is then of no use to this command either
-        flag = "--dev-bind" if device else "--bind-try" if writable else "--ro-bind"
+        flag = "--dev-bind" if device else "--bind" if writable else "--ro-bind"
         self.args += [flag, source, dest]
         self.mounts.append((dest, "bind", source))
 
