@@ -41,7 +41,7 @@ def measure(name: str, cache_root: Path, reference: bool) -> dict:
             row = {"env": name, "prepare_s": round(prepared, 1), "start": start.raw, "start_message": start.message}
             if reference:
                 t0 = time.time()
-                session.env.install_reference(session.ctx, workspace)
+                session.install_reference(workspace)
                 row["reference_s"] = round(time.time() - t0, 1)
                 ref = checked(session.score(workspace, protected), name)
                 row.update(reference=ref.raw, reference_message=ref.message)

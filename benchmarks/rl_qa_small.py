@@ -48,7 +48,7 @@ def main() -> None:
                 solutions.append(("reference", shlex.split(args.reference)))
             for label, flags in solutions:
                 if label == "reference":
-                    env.env.install_reference(env.ctx, workspace)
+                    env.install_reference(workspace)
                 env.ctx.agent.give(workspace)
                 started = time.monotonic()
                 proc = env.ctx.run_as_agent([sys.executable, "solution/rl_finetune.py", *flags], cwd=workspace,

@@ -43,7 +43,7 @@ def main() -> None:
                          settings=settings, endpoint_model=args.model) as env:
             env.setup(workspace, protected)
             if args.module == "reference":
-                env.env.install_reference(env.ctx, workspace)
+                env.install_reference(workspace)
             env.ctx.agent.give(workspace)
             started = time.monotonic()
             entry = env.score(workspace, protected)

@@ -60,7 +60,7 @@ def stage(session, root: Path, label: str) -> tuple[Path, Path]:
     prot.mkdir(mode=0o700)
     session.setup(ws, prot)
     if label == "reference":
-        session.env.install_reference(session.ctx, ws)
+        session.install_reference(ws)
     session.ctx.agent.give(ws)
     return ws, prot
 

@@ -67,7 +67,7 @@ def main() -> None:
                 prot.mkdir(mode=0o700)
                 s.setup(ws, prot)
                 if label == "reference":
-                    s.env.install_reference(s.ctx, ws)
+                    s.install_reference(ws)
                 s.ctx.agent.give(ws)
             for r in range(args.repeats):
                 for label in results:  # interleaved

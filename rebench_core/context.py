@@ -72,6 +72,13 @@ class EnvSession:
     def score(self, workspace: Path, protected_dir: Path) -> ScoreEntry:
         return self.env.score(self.ctx, workspace, protected_dir)
 
+    def install_reference(self, workspace: Path) -> None:
+        """The reference solution installed into a staged workspace, which is then the agent's
+        again (the installed files come from private copies the agent user could not read)."""
+        self.env.install_reference(self.ctx, workspace)
+        if self.ctx.agent is not None:
+            self.ctx.agent.give(workspace)
+
     def close(self) -> None:
         try:
             self.env.close(self.ctx)

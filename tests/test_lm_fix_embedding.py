@@ -68,7 +68,7 @@ def test_unpermuting_the_start_scores_better(env):
 def test_installed_reference_improves_on_the_start(env):
     restore_start(env)
     start = env.score()
-    env.session.env.install_reference(env.session.ctx, env.workspace)
+    env.session.install_reference(env.workspace)
     fixed = env.score()
     assert fixed.valid and fixed.raw < start.raw, (start.message, fixed.message)
 

@@ -68,7 +68,7 @@ def test_restricted_mlm_full_pipeline(changes, monkeypatch):
             record(test="restricted_mlm full: start", prepare_s=prepared, start_loss=start.details["loss"],
                    start_score_s=start_s, start_eval_s=start.details["eval_seconds"],
                    start_peak_gib=round(start.details["peak_bytes"] / 2**30, 2))
-        _, ref_train_s = timed(lambda: s.session.env.install_reference(s.session.ctx, s.workspace))
+        _, ref_train_s = timed(lambda: s.session.install_reference(s.workspace))
         ref, ref_s = timed(s.score)
         assert ref.valid, ref.message
         if gpu:
@@ -143,7 +143,7 @@ def test_fix_embedding_small_on_the_gpu():
 
     with shrunk(fe), staged("fix_embedding", seed_cache=lambda d: d.mkdir(parents=True)) as s:
         start = s.score()
-        _, ref_s = timed(lambda: s.session.env.install_reference(s.session.ctx, s.workspace))
+        _, ref_s = timed(lambda: s.session.install_reference(s.workspace))
         ref = s.score()
         assert start.valid and ref.valid and ref.raw < start.raw, (start.message, ref.message)
         record(test="fix_embedding small on the GPU", start=start.raw, start_loss=start.details["loss_validation"],

@@ -70,7 +70,7 @@ def test_scores_the_starting_solution(env):
 
 
 def test_scores_the_installed_reference(env):
-    env.session.env.install_reference(env.session.ctx, env.workspace)
+    env.session.install_reference(env.workspace)
     try:
         entry = env.score()
     finally:

@@ -166,7 +166,7 @@ def test_environment_scores_answers_and_hides_the_truth():
         entry = s.score()
         assert not entry.valid and "symlink" in entry.message["error"]
         (ws / "solution" / "answer.json").unlink()
-        env.install_reference(s.session.ctx, ws)
+        s.session.install_reference(ws)
         assert s.score().raw == pytest.approx(sl.NORMALIZATION["small"].y_ref, abs=1e-4)
 
 

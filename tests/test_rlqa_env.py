@@ -248,7 +248,7 @@ def test_reference_solution_trains_on_judged_winners_through_the_helper(cache, t
     base, workspace, protected, session = staged(cache, tmp_path, judge_script(tmp_path, ["A", "B"]))
     with session as env:
         env.setup(workspace, protected)
-        env.env.install_reference(env.ctx, workspace)
+        env.install_reference(workspace)
         env.ctx.agent.give(workspace)
         out = run_agent(env, workspace, "--prompts", "6", "--k", "2", "--rounds", "1", "--epochs", "1",
                         extra={"JUDGE_WORKERS": "1"})
@@ -276,7 +276,7 @@ def _full_pipeline(cache: Path, tmp_path: Path, assets: str, n_heldout: int) -> 
             env.ctx.agent.give(workspace)
             run_agent(env, workspace)
             out["start"] = env.score(workspace, protected)
-            env.env.install_reference(env.ctx, workspace)
+            env.install_reference(workspace)
             env.ctx.agent.give(workspace)
             run_agent(env, workspace, "--prompts", "2", "--k", "2", "--rounds", "1", "--epochs", "1", "--lr", "4e-6")
             out["reference"] = env.score(workspace, protected)

@@ -98,7 +98,7 @@ def test_start_normalises_near_zero_and_reference_near_one(task):
     assert "interpreter" in start.message["message"]  # the small scorer says CPU times mean nothing for GPUs
     assert len(start.details["candidate_cpu_ms"]) == SMALL.pairs
     assert start.details["noise"]["se_normalized"] < 1
-    session.env.install_reference(session.ctx, workspace)
+    session.install_reference(workspace)
     session.ctx.agent.give(workspace)
     ref, n_ref = score(task)
     assert ref.valid, ref.message
