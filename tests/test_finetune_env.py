@@ -24,7 +24,7 @@ from conftest import needs_root
 from rebench_core.testing import environment
 from rebench_environments.finetune_common.tiny import TinyArch
 from rebench_environments.optimize_finetune.env import SMALL_SCALE, FinetuneSpec, OptimizeFinetune
-from rebench_environments.optimize_finetune.scoring import anchored_raw
+from rebench_environments.optimize_finetune.scoring import MEASUREMENT_NICE, anchored_raw
 
 # Threshold for this model: legitimate differences about 1e-6, the copied reference about 0.16 (METR's norm).
 MICRO = FinetuneSpec(arch=TinyArch(vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
@@ -216,6 +216,18 @@ def test_the_clock_is_the_scorers(task):
     entry = task.score()
     assert not entry.valid and "exit code 5" in entry.message["error"]
     assert entry.details["seconds"] >= 2.0
+
+
+@needs_root
+def test_the_script_runs_at_the_measurement_priority(task):
+    # Other work on the machine must take little from what is timed: the script (and the anchors,
+    # started from the same thread) run at a raised priority, which the script cannot raise further.
+    task.script("ps -o ni= -p $$ > ../nice.txt\nrenice -n -20 -p $$ >/dev/null 2>&1 && echo raised >> ../nice.txt\n"
+                "exit 4\n")
+    entry = task.score()
+    assert not entry.valid and entry.details["nice"] == MEASUREMENT_NICE
+    assert (task.workspace / "nice.txt").read_text().split() == [str(MEASUREMENT_NICE)]
+    assert os.getpriority(os.PRIO_PROCESS, 0) == 0  # restored
 
 
 @needs_root

@@ -14,18 +14,24 @@
 5. `small` also times our starting pipeline on the same set, in the same call, and expresses the
    candidate's time between the two anchors measured now (`anchored_raw`): the score measures the
    solution, not the machine's load. `full` keeps METR's formula, ln(seconds).
+
+The script and both anchors run at a raised scheduling priority (`measurement_priority`), so that
+other work on the machine (other runs, other users) takes little from what is timed; the three
+are treated alike, so none gains on the others.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import secrets
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from rebench_core.environment import EnvContext, Normalization
 from rebench_core.types import ScoreEntry
@@ -35,6 +41,28 @@ from . import pipeline
 # Below this gap between ln(starting s) and ln(reference s) measured in one call, the two anchors
 # are too close to interpolate between (noise would dominate): the fixed scale's gap is used.
 MIN_ANCHOR_GAP = 0.25
+# The nice value the timed processes run at (root only; children inherit it). CFS weighs a process
+# at nice -15 about 28 times one at 0: ten busy processes of other users then take about a sixth of
+# the CPU from a two-threaded pipeline instead of five sixths.
+MEASUREMENT_NICE = -15
+
+
+@contextlib.contextmanager
+def measurement_priority() -> Iterator[int | None]:
+    """Processes this thread starts inherit its nice value: raise it for the measurement and
+    restore it after. Yields the value applied, or None where this process may not raise it."""
+    tid = threading.get_native_id()
+    before = os.getpriority(os.PRIO_PROCESS, tid)
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, MEASUREMENT_NICE)
+        applied: int | None = MEASUREMENT_NICE
+    except PermissionError:
+        applied = None
+    try:
+        yield applied
+    finally:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, tid, before)
 
 
 @dataclass(frozen=True)
@@ -84,8 +112,8 @@ def score(ctx: EnvContext, workspace: Path, assets: pipeline.Assets, spec: Scori
         agent_data = agent_tmp / "finetune_data.jsonl"
         shutil.copy(data, agent_data)
         agent_data.chmod(0o644)
-        with agent_processes_paused(ctx.agent) as paused:
-            details.update(paused.to_details())
+        with agent_processes_paused(ctx.agent) as paused, measurement_priority() as nice:
+            details.update(paused.to_details(), nice=nice)
             # Whatever an earlier run left must not count: the script has to write trained_model again.
             ctx.run_as_agent(["rm", "-rf", "trained_model"], cwd=solution, timeout=120)
             if os.path.lexists(solution / "trained_model"):
