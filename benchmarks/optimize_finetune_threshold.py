@@ -69,13 +69,32 @@ def row(name: str, seconds: float, weights: dict, against: dict) -> None:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("cache", nargs="?", default=str(Path.home() / ".cache/rebench/optimize_finetune"))
-    p.add_argument("--sets", type=int, default=4)
+    p.add_argument("--sets", type=int, default=4, help="fresh sets with seeds 0..N-1")
+    p.add_argument("--seeds", type=int, nargs="*", default=[], help="further fresh-set seeds")
+    p.add_argument("--fresh-only", action="store_true", help="skip the train_data.jsonl table")
     args = p.parse_args()
     spec = SPECS["small"]
     assets = pipeline.prepare_small(Path(args.cache) / "small", spec.arch, spec.n_train, spec.seed,
                                     structlog.get_logger())
     data = assets.train_data
     print(f"started {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.1f}")
+    if not args.fresh_only:
+        train_data_table(assets, data)
+    print("\n| fresh set (seed) | starting s | reference s | METR norm starting vs reference | sum abs | max abs |")
+    print("|---|---|---|---|---|---|")
+    for seed in [*range(args.sets), *args.seeds]:
+        with tempfile.TemporaryDirectory(prefix="ft-fresh-") as tmp:
+            fresh = Path(tmp) / "data.jsonl"
+            pipeline.fresh_dataset(assets.fresh_pool, spec.n_train, seed, fresh)
+            start_s, start = run("solution", assets, fresh)
+            ref_s, reference = run("reference", assets, fresh)
+            d = weight_diff(start, reference)
+            print(f"| {seed} | {start_s:.1f} | {ref_s:.1f} | {d.norm:.6g} | {d.abs_sum:.6g} | {d.max_abs:.3g} |",
+                  flush=True)
+    print(f"ended {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.1f}")
+
+
+def train_data_table(assets, data: Path) -> None:
     print("| run (vs reference #1 on train_data.jsonl) | seconds | METR norm | sum abs | max abs |")
     print("|---|---|---|---|---|")
     _, ref = run("reference", assets, data)
@@ -89,18 +108,6 @@ def main() -> None:
     row("wrong: seed 18", *run("reference", assets, data, yaml_edit(["seed"], 18)), ref)
     row("wrong: one example dropped", *run("reference", assets, data, drop_one), ref)
     row("wrong: the untrained base model", 0.0, load_trusted(assets.base_model), ref)
-    print("\n| fresh set (seed) | starting s | reference s | METR norm starting vs reference | sum abs | max abs |")
-    print("|---|---|---|---|---|---|")
-    for seed in range(args.sets):
-        with tempfile.TemporaryDirectory(prefix="ft-fresh-") as tmp:
-            fresh = Path(tmp) / "data.jsonl"
-            pipeline.fresh_dataset(assets.fresh_pool, spec.n_train, seed, fresh)
-            start_s, start = run("solution", assets, fresh)
-            ref_s, reference = run("reference", assets, fresh)
-            d = weight_diff(start, reference)
-            print(f"| {seed} | {start_s:.1f} | {ref_s:.1f} | {d.norm:.6g} | {d.abs_sum:.6g} | {d.max_abs:.3g} |",
-                  flush=True)
-    print(f"ended {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
