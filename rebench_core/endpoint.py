@@ -64,6 +64,7 @@ class EndpointSpec:
     full_model: str | None = None
     budget_usd: float | None = None
     token_budget: int | None = None
+    max_tokens_cap: int | None = None  # lowers every request's max_tokens (slow local models)
 
     def model_for(self, size: str) -> str:
         return self.full_model if size == "full" and self.full_model else self.default_model
@@ -616,5 +617,6 @@ def start_endpoint(model: Model, declared: EndpointSpec,
                            f"${declared.budget_usd:g} budget cannot be enforced: add a price row "
                            f"(rebench_register_prices) or serve a priced model with --endpoint-model")
     endpoint = ModelEndpoint(model.backend, model_name=model.backend.model, aliases=(model.spec,), price=model.price,
-                             budget_usd=declared.budget_usd, token_budget=declared.token_budget, on_call=on_call)
+                             budget_usd=declared.budget_usd, token_budget=declared.token_budget, on_call=on_call,
+                             max_tokens_cap=declared.max_tokens_cap)
     return endpoint.start()

@@ -47,6 +47,10 @@ class Resources:
     memory_gb: float = 1.0
     disk_gb: float = 1.0
     executables: tuple[str, ...] = ()  # programs that must be on PATH, e.g. ("rustc",)
+    # Ray resources beyond GPUs, CPUs and memory, asked of the node a study places the run on
+    # (`--executor ray`), e.g. {"accelerator_type:H100": 0.001} for a GPU model; the local executor
+    # and a single run ignore them.
+    custom: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,16 +129,15 @@ class EnvContext:
         timeout or when it returns."""
         from . import sandbox
 
-        with sandbox.using_identity(self._identity()):
-            return sandbox.run_as_agent(argv, cwd=cwd, timeout=timeout, env=env, input=input,
-                                        max_output_bytes=max_output_bytes)
+        return sandbox.run_as_agent(argv, cwd=cwd, timeout=timeout, env=env, input=input,
+                                    max_output_bytes=max_output_bytes, identity=self._identity())
 
     @contextlib.contextmanager
     def agent_tempdir(self, prefix: str = "rebench-score-") -> Iterator[Path]:
         """A private directory the agent identity owns, for handing scored code its inputs."""
         from . import sandbox
 
-        with sandbox.using_identity(self._identity()), sandbox.agent_tempdir(prefix) as path:
+        with sandbox.agent_tempdir(prefix, identity=self._identity()) as path:
             yield path
 
     def model(self, spec: str) -> Model:

@@ -16,11 +16,9 @@ import inspect
 import math
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import traceback
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -37,8 +35,9 @@ from .prices import Ledger
 from .registry import Registry, load_plugins
 from .run_dir import RunDirectory
 from .runconfig import RunConfig
-from .sandbox import BASE_PATH, AgentIdentity, Sandbox, agent_can_reach, make_private
+from .sandbox import BASE_PATH, AgentIdentity, Sandbox
 from .scaffold import settings_of
+from .settings import redact
 from .scoring import OfficialScorer, ScorerError
 from .supervisor import Ending, supervise
 from .task import HarnessTask
@@ -47,7 +46,6 @@ from .types import Usage
 __all__ = ["ConfigError", "Run", "RunConfig", "RunPlan", "ScorerError", "plan_run", "run"]
 
 log = get_logger(__name__)
-SECRET_SETTING = re.compile(r"api_?key|secret|password|token$|auth", re.IGNORECASE)
 
 
 class Run:
@@ -72,7 +70,6 @@ class Run:
         self._sandbox: Sandbox | None = None
         self._scorer: OfficialScorer | None = None
         self._task: HarnessTask | None = None
-        self._tmp_root: Path | None = None
         self._protected: Path | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -120,14 +117,14 @@ class Run:
         self._identity = identity = AgentIdentity.acquire()
         if not resuming:
             self._write_config()
-        workspace = self.dirs.place_workspace(not identity.as_other_user or agent_can_reach(self.run_dir), resuming)
-        self._tmp_root = Path(tempfile.mkdtemp(prefix="rebench-agent-"))
-        self._protected = Path(tempfile.mkdtemp(prefix="rebench-protected-"))
+        # The identity removes its scratch directories, and puts a staged workspace back, when it
+        # is released (or, if the harness is killed, its keeper process does).
+        workspace = self.dirs.place_workspace(identity, resuming)
+        tmp_root = identity.scratch_dir("rebench-agent-")
+        self._protected = identity.scratch_dir("rebench-protected-")
         os.chmod(self._protected, 0o700)
         private = [Path(p) for p in env.private_paths()]
-        if identity.as_other_user:
-            for path in private:
-                make_private(path)
+        identity.protect(private)
 
         self.emit("phase", phase="prepare")
         self._session = session = EnvSession(
@@ -146,19 +143,17 @@ class Run:
         self.emit("phase", phase="setup")
         # Resuming, the agent's workspace stays as it was; setup runs into a scratch workspace only
         # to rebuild the protected material (which never outlives a run).
-        staged = Path(tempfile.mkdtemp(prefix="rebench-scratch-")) if resuming else workspace
+        staged = identity.scratch_dir("rebench-scratch-") if resuming else workspace
         instructions = await asyncio.to_thread(session.setup, staged, self._protected)
-        if resuming:
-            shutil.rmtree(staged, ignore_errors=True)
-        else:
+        if not resuming:
             self.dirs.snapshot_workspace()
         identity.give(workspace)
         identity.confine(hidden=[self.run_dir, self._protected, config.cache_dir, *private],
-                         writable=[workspace, self._tmp_root])
-        self._sandbox = Sandbox(identity, workspace, self._tmp_root, config.output_limit_chars,
+                         writable=[workspace, tmp_root])
+        self._sandbox = Sandbox(identity, workspace, tmp_root, config.output_limit_chars,
                                 extra_env=self._agent_env())
-        self._scorer = scorer = OfficialScorer(session, lambda: self.dirs.workspace, self._protected,
-                                               lambda: self.normalization, self.clock, self.emit)
+        self._scorer = scorer = OfficialScorer(session, workspace, self._protected, lambda: self.normalization,
+                                               self.clock, self.emit, self._sandbox.paused)
         if resuming:
             self._restore_spending(earlier)
             scorer.restore(earlier)
@@ -191,12 +186,10 @@ class Run:
             ("stop the clock", self.clock.stop),
             ("close the sandbox", lambda: self._sandbox and self._sandbox.close()),
             ("close the environment", lambda: self._session and self._session.close()),
+            # also removes the scratch directories and puts a staged workspace back
             ("release the agent user", lambda: self._identity and self._identity.release()),
             ("write run_end", self._emit_run_end),
             ("close the event log", lambda: self.events and self.events.close()),
-            ("remove the agent's temporary root", lambda: self._tmp_root and shutil.rmtree(self._tmp_root, True)),
-            ("remove the protected directory", lambda: self._protected and shutil.rmtree(self._protected, True)),
-            ("bring the workspace home", self.dirs.bring_workspace_home),
             ("close the model", self.plan.model.aclose),
         ]
         for name, step in steps:
@@ -263,12 +256,11 @@ class Run:
 
     def _write_config(self) -> None:
         plan, config = self.plan, self.config
-        model_settings = settings_of(plan.model.backend)
         self.dirs.write_config({
             "environment": plan.env.name, "size": config.size, "variant": config.variant,
             "scaffold": plan.scaffold.name, "scaffold_settings": settings_of(plan.scaffold),
             "model": plan.model.spec,
-            "model_settings": {k: ("***" if SECRET_SETTING.search(k) and v else v) for k, v in model_settings.items()},
+            "model_settings": redact(settings_of(plan.model.backend)),
             "env_settings": self._session.ctx.settings.model_dump(mode="json") if self._session else config.env_settings,
             "limits": config.limits.to_dict(), "seed": plan.seed,
             "tool_timeout_s": config.tool_timeout_s, "output_limit_chars": config.output_limit_chars,

@@ -27,6 +27,8 @@ def rebench_register_environments(register: Callable[..., None]) -> None:
     Call ``register(name, factory)`` for each environment. ``factory()`` must return an object
     that follows the environment API (subclass ``rebench_core.Environment``). ``name`` is what
     users type after ``--env``; two plugins registering one name is an error naming both.
+    ``register(..., requires="my-plugin[gpu]")`` names the pip requirement that provides the
+    factory's imports, for the error a user sees when they are missing.
     """
 
 
@@ -35,7 +37,8 @@ def rebench_register_scaffolds(register: Callable[..., None]) -> None:
     """Called once when plugins load, to collect scaffolds.
 
     Call ``register(name, factory)``; ``factory(**settings)`` returns a scaffold (subclass
-    ``rebench_core.Scaffold``), where settings come from ``--set key=value``.
+    ``rebench_core.Scaffold``, or any object with a ``name`` and an ``async def run(self, task)``),
+    where settings come from ``--set key=value``. ``requires`` as for environments.
     """
 
 
@@ -47,6 +50,7 @@ def rebench_register_model_backends(register: Callable[..., None]) -> None:
     ``--model provider/model``. ``factory(model=..., **settings)`` returns a
     ``rebench_core.ModelBackend``. ``claims`` is an optional tuple of glob patterns of bare model
     names this backend answers to (``"gpt-4o*"``), so ``--model gpt-4o`` resolves without a prefix.
+    ``requires`` (``"rebench-harness[openai]"``) names the pip requirement of the SDK it imports.
     """
 
 
@@ -63,8 +67,8 @@ def rebench_register_prices(register: Callable[[Any], None]) -> None:
 def rebench_run_event(run: Any, event: dict[str, Any]) -> None:
     """Called for every event of every run, right after it is written to ``events.jsonl``.
 
-    ``run`` is the ``rebench_core.harness.Run`` (its ``run_dir``, ``config``, ``plan``); ``event``
-    is the same dict that was written. Observers (loggers, progress displays, trackers) must not
+    ``run`` is the ``rebench_core.harness.Run`` (its ``run_dir``, ``config``, ``plan``, ``status``);
+    ``event`` is the same dict that was written. Observers (loggers, progress displays, trackers) must not
     mutate it and should return quickly: they run on the harness's event loop. An exception
     raised here is logged as an ``error`` event and does not stop the run.
     """

@@ -134,6 +134,11 @@ class Budget:
     # Below this many output tokens a call is not worth making: the limit is reached instead.
     min_output_tokens: int = 16
 
+    @property
+    def needs_prompt_size(self) -> bool:
+        """Whether `admit` uses the prompt's size (only token and dollar limits do)."""
+        return self.limits.tokens is not None or self.limits.cost_usd is not None
+
     def admit(self, tokens_used: int, cost_used: float, prompt_tokens: int, max_tokens: int) -> int:
         """Return the max_tokens the call may use (possibly shrunk to fit), or raise LimitExceeded."""
         allowed = max_tokens

@@ -14,18 +14,13 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import structlog
+if TYPE_CHECKING:
+    import structlog
 
 LOG_FILE = "harness.log"
 _OURS = ("rebench",)  # logger-name prefixes shown on stderr (rebench_core, rebench_plugins, ...)
-_SHARED = [
-    structlog.contextvars.merge_contextvars,
-    structlog.stdlib.add_log_level,
-    structlog.stdlib.add_logger_name,
-    structlog.processors.TimeStamper(fmt="iso", utc=True),
-]
 _configured = False
 
 
@@ -46,14 +41,33 @@ class _OnlyOurs(logging.Filter):
         return record.name.startswith(_OURS)
 
 
+def _shared() -> list[Any]:
+    import structlog
+
+    return [structlog.contextvars.merge_contextvars, structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name, structlog.processors.TimeStamper(fmt="iso", utc=True)]
+
+
+def _stderr_line(logger: Any, method: str, event: dict[str, Any]) -> str:
+    """One plain line: time, level, logger, message, then key=value pairs."""
+    head = f"{event.pop('timestamp', '')} [{event.pop('level', method)}] {event.pop('logger', '')}: " \
+           f"{event.pop('event', '')}"
+    exc = event.pop("exception", None)
+    tail = " ".join(f"{k}={v!r}" if isinstance(v, str) and " " in v else f"{k}={v}" for k, v in event.items())
+    return " ".join(p for p in (head, tail) if p) + (f"\n{exc}" if exc else "")
+
+
 def configure() -> None:
-    """Set up stderr logging once per process (console scripts call it; so does the harness)."""
+    """Set up logging once per process: on first use of a logger, or when a run starts. structlog
+    (and what it imports) loads only then, so commands that log nothing never pay for it."""
     global _configured
     if _configured:
         return
     _configured = True
+    import structlog
+
     structlog.configure(
-        processors=[structlog.stdlib.filter_by_level, *_SHARED, structlog.stdlib.PositionalArgumentsFormatter(),
+        processors=[structlog.stdlib.filter_by_level, *_shared(), structlog.stdlib.PositionalArgumentsFormatter(),
                     structlog.processors.StackInfoRenderer(), structlog.processors.format_exc_info,
                     structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -65,8 +79,8 @@ def configure() -> None:
     stderr.addFilter(_OnlyOurs())
     stderr.setFormatter(structlog.stdlib.ProcessorFormatter(
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    structlog.dev.ConsoleRenderer(colors=False, pad_event_to=0)],
-        foreign_pre_chain=_SHARED))
+                    structlog.processors.format_exc_info, _stderr_line],
+        foreign_pre_chain=_shared()))
     root = logging.getLogger()
     root.addHandler(stderr)
     # Our own loggers record everything; third-party ones keep the root's WARNING (their debug
@@ -81,6 +95,8 @@ def run_log(run_dir: Path, **bind: Any) -> Iterator[Path]:
     """While a run lasts, every record (third-party ones included) also goes, as JSON lines, to
     `run_dir/harness.log` (root-only), with `bind` (the run's id, say) on each line."""
     configure()
+    import structlog
+
     path = Path(run_dir) / LOG_FILE
     handler = logging.FileHandler(path, encoding="utf-8")
     os.chmod(path, 0o600)
@@ -88,7 +104,7 @@ def run_log(run_dir: Path, **bind: Any) -> Iterator[Path]:
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                     structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()],
-        foreign_pre_chain=_SHARED))
+        foreign_pre_chain=_shared()))
     root = logging.getLogger()
     root.addHandler(handler)
     try:
@@ -99,6 +115,23 @@ def run_log(run_dir: Path, **bind: Any) -> Iterator[Path]:
         handler.close()
 
 
+class _Lazy:
+    """A logger that configures logging and binds itself on its first call."""
+
+    def __init__(self, name: str, bind: dict[str, Any]) -> None:
+        self._name, self._bind = name, bind
+        self._logger: Any = None
+
+    def __getattr__(self, method: str) -> Any:
+        if self._logger is None:
+            configure()
+            import structlog
+
+            self._logger = structlog.get_logger(self._name, **self._bind)
+        return getattr(self._logger, method)
+
+
 def get_logger(name: str, **bind: Any) -> structlog.stdlib.BoundLogger:
-    configure()
-    return structlog.get_logger(name, **bind)
+    """The logger modules keep at import time (`log = get_logger(__name__)`); it costs nothing
+    until it is used."""
+    return _Lazy(name, bind)  # type: ignore[return-value]

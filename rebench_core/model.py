@@ -45,7 +45,7 @@ class Model:
     async def generate(self, messages: list[Message | dict[str, Any]], tools: list[ToolSpec] | None = None, *,
                        hooks: RetryHooks | None = None, **params: Any) -> Completion:
         """One completion, retried as the policy says (with `hooks` told of each wait), priced."""
-        msgs = [Message.coerce(m) for m in messages]
+        msgs = Message.coerce_all(messages)
         params.setdefault("max_tokens", self.backend.default_max_tokens)
         started = time.monotonic()
         completion = await call_with_retries(lambda: self._attempt(msgs, tools, params), self.retry, hooks)

@@ -25,7 +25,7 @@ from .machine import missing_resources
 from .model import Model
 from .registry import PluginError, Registry, UnknownNameError, UnusableModelError, load_plugins
 from .runconfig import RunConfig
-from .sandbox import agent_python_problem
+from .sandbox import agent_python_problem, run_directory_problem
 from .scaffold import Scaffold
 from .settings import SettingsError, validate_settings
 
@@ -114,6 +114,8 @@ def _check_run_dir(run_dir: Path, config: RunConfig, env: str, model: str, scaff
         raise ConfigError(f"--out {run_dir} lies under {existing}, which is a file; give a directory path")
     if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"--out {run_dir}: {existing} is not writable by this user; choose a writable place")
+    if (problem := run_directory_problem(run_dir)) is not None:  # an agent user could change it
+        raise ConfigError(problem)
     holds_run = (run_dir / ev.CONFIG_FILE).exists() and (run_dir / ev.EVENTS_FILE).exists()
     if config.existing == "resume":
         if not holds_run:

@@ -15,15 +15,17 @@ import importlib
 import os
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pluggy
 
 from . import hookspecs
-from .model import Model
 from .prices import PriceBook, PriceRow
-from .retry import RetryPolicy
-from .types import Completion
+
+if TYPE_CHECKING:  # imported when a model is built: listing and --help never need them
+    from .model import Model
+    from .retry import RetryPolicy
+    from .types import Completion
 
 ENTRY_POINT_GROUP = "rebench"
 
@@ -101,9 +103,9 @@ class Registry:
         tables = {"rebench_register_environments": ("environment", self.environments),
                   "rebench_register_scaffolds": ("scaffold", self.scaffolds),
                   "rebench_register_model_backends": ("model backend", self.backends)}
-        for plugin in list(self.pm.get_plugins()):
-            name = self.pm.get_name(plugin)
-            others = [p for p in self.pm.get_plugins() if p is not plugin]
+        plugins = self.pm.list_name_plugin()  # in load order, so "registered twice" names them alike
+        for name, plugin in plugins:
+            others = [p for _, p in plugins if p is not plugin]
             for hook, (kind, table) in tables.items():
                 self.pm.subset_hook_caller(hook, others)(register=self._registrar(kind, table, name))
             self.pm.subset_hook_caller("rebench_register_prices", others)(register=self._price_registrar(name))
@@ -144,6 +146,9 @@ class Registry:
         """The model `spec` names (``provider/model`` or a bare name one provider claims), built
         with `settings`, priced with the row in force today (or the backend's fallback), retrying
         with `retry`. The one way anything in rebench gets a model."""
+        from .model import Model
+        from .retry import RetryPolicy
+
         registered, name = self.resolve_model(spec)
         backend_cls = registered.load()
         problems = getattr(backend_cls, "problems", lambda model: [])(name)

@@ -3,7 +3,8 @@
 The run directory is root-only where the harness runs as root: the agent may pass through it
 (0711) to its workspace and read nothing else; config.json, events.jsonl, harness.log and
 summary.json are 0600. When the agent user cannot reach the run directory at all (a 0700 home
-above it), the workspace lives in a staging directory and moves into the run directory at the end.
+above it), the workspace lives in a staging directory of the agent identity's, which puts it back
+into the run directory when the identity is released (or, if the harness is killed, its keeper does).
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from __future__ import annotations
 import os
 import shutil
 import tarfile
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from . import events as ev
+from .sandbox import AgentIdentity, agent_can_reach, move_tree
 
 WORKSPACE_START = "workspace_start.tar.gz"
 SNAPSHOT_MAX_FILE_BYTES = 1 << 20
@@ -26,7 +27,6 @@ class RunDirectory:
         self.path = path
         self.workspace = path / "workspace"
         self.state_dir = path / "scaffold"
-        self._staging: Path | None = None
 
     @property
     def events(self) -> Path:
@@ -43,23 +43,16 @@ class RunDirectory:
         os.chmod(self.path, 0o711)  # the agent may pass through to its workspace, and no further
         self.state_dir.mkdir(mode=0o700, exist_ok=resuming)
 
-    def place_workspace(self, agent_reaches_run_dir: bool, resuming: bool) -> Path:
+    def place_workspace(self, identity: AgentIdentity, resuming: bool) -> Path:
         """Where the agent's workspace lives during the run (see the module docstring)."""
-        if not agent_reaches_run_dir:
-            self._staging = Path(tempfile.mkdtemp(prefix="rebench-staging-"))
-            os.chmod(self._staging, 0o711)
-            if resuming:
-                shutil.move(self.path / "workspace", self._staging / "workspace")
-            self.workspace = self._staging / "workspace"
+        if identity.as_other_user and not agent_can_reach(self.path):
+            staging = identity.scratch_dir("rebench-staging-", restore_to=self.path / "workspace")
+            os.chmod(staging, 0o711)
+            if resuming and (problem := move_tree(self.path / "workspace", staging / "workspace")) is not None:
+                raise RuntimeError(f"cannot stage the workspace to resume: {problem}")
+            self.workspace = staging / "workspace"
         self.workspace.mkdir(exist_ok=resuming)
         return self.workspace
-
-    def bring_workspace_home(self) -> None:
-        """Move a staged workspace into the run directory (at the end of the run)."""
-        if self._staging is not None:
-            shutil.move(self.workspace, self.path / "workspace")
-            shutil.rmtree(self._staging, ignore_errors=True)
-            self.workspace, self._staging = self.path / "workspace", None
 
     def write_config(self, data: dict[str, Any]) -> None:
         """config.json, replaced whole (never half-written), root-only."""

@@ -11,7 +11,8 @@ import asyncio
 import math
 import time
 import traceback
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, AsyncContextManager, Callable
 
 from . import events as ev
 from .context import EnvSession
@@ -76,13 +77,14 @@ def _dumpable(value: Any) -> bool:
 class OfficialScorer:
     """Scores the workspace for the run, keeps the score log, and logs each score."""
 
-    def __init__(self, session: EnvSession, workspace_of: Callable[[], Any], protected_dir: Any,
-                 normalization_of: Callable[[], Normalization], clock: RunClock,
-                 emit: Callable[..., Any]) -> None:
+    def __init__(self, session: EnvSession, workspace: Path, protected_dir: Path,
+                 normalization_of: Callable[[], Normalization], clock: RunClock, emit: Callable[..., Any],
+                 paused: Callable[[], AsyncContextManager[None]]) -> None:
         self._session = session
         self._env = session.env
         self._variant = session.ctx.variant
-        self._workspace_of = workspace_of
+        self._workspace = workspace
+        self._paused = paused
         self._protected = protected_dir
         self._normalization_of = normalization_of
         self._clock = clock
@@ -104,8 +106,11 @@ class OfficialScorer:
         self._emit("score_start", trigger=trigger)
         started = time.monotonic()
         try:
-            entry = await asyncio.wait_for(
-                asyncio.to_thread(self._session.score, self._workspace_of(), self._protected), env.score_timeout_s)
+            # The agent's own processes are stopped while it is scored: nothing it left running can
+            # change the files under test or load the machine during the measurement.
+            async with self._paused():
+                entry = await asyncio.wait_for(
+                    asyncio.to_thread(self._session.score, self._workspace, self._protected), env.score_timeout_s)
         except asyncio.TimeoutError:
             entry = ScoreEntry.invalid(f"scoring took longer than {env.score_timeout_s:g} s", timeout=True)
         except Exception as exc:

@@ -10,9 +10,24 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+import re
+
 import pydantic
 
 S = TypeVar("S", bound=pydantic.BaseModel)
+
+
+# Setting names whose values are secrets: written as "***" wherever settings are recorded.
+SECRET_NAME = re.compile(r"api_?key|secret|password|token$|auth", re.IGNORECASE)
+
+
+def is_secret(name: str) -> bool:
+    return bool(SECRET_NAME.search(name))
+
+
+def redact(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` with every secret-looking setting's (non-empty) value replaced by "***"."""
+    return {k: ("***" if is_secret(k) and v else v) for k, v in values.items()}
 
 
 class NoSettings(pydantic.BaseModel):

@@ -57,11 +57,12 @@ class HarnessTask(AgentTask):
     async def generate(self, messages: list[Message | dict[str, Any]], tools: list[ToolSpec] | None = None,
                        **params: Any) -> Completion:
         self._check_open()
-        msgs = [Message.coerce(m) for m in messages]
-        prompt_tokens = self._model.count_tokens(msgs, tools)
+        msgs = Message.coerce_all(messages)
         requested = params.pop("max_tokens", None) or self._model.default_max_tokens
+        # Sizing the prompt walks all of it: done only when a token or dollar limit needs it.
+        prompt_tokens = self._model.count_tokens(msgs, tools) if self._budget.needs_prompt_size else None
         try:
-            max_tokens = self._budget.admit(self._ledger.usage().total_tokens, self._ledger.cost(), prompt_tokens,
+            max_tokens = self._budget.admit(self._ledger.usage().total_tokens, self._ledger.cost(), prompt_tokens or 0,
                                             requested)
         except LimitExceeded as exc:
             self._end_by_limit(exc, "before_call")
@@ -98,7 +99,7 @@ class HarnessTask(AgentTask):
         self._emit("resume", reason=reason)
 
     def count_tokens(self, messages: list[Message | dict[str, Any]]) -> int:
-        return self._model.count_tokens([Message.coerce(m) for m in messages])
+        return self._model.count_tokens(Message.coerce_all(messages))
 
     # -- tools ----------------------------------------------------------------------------------
     async def bash(self, command: str, timeout: float | None = None) -> ExecResult:

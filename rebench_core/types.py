@@ -87,6 +87,11 @@ class Message:
         data["content"] = data.get("content") or ""
         return cls(tool_calls=calls, **data)
 
+    @classmethod
+    def coerce_all(cls, values: list[Message | dict[str, Any]]) -> list[Message]:
+        """`coerce` over a conversation; the Messages in it (usually all) pass through as they are."""
+        return [m if m.__class__ is cls else cls.coerce(m) for m in values]
+
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v not in (None, [], {})} | {"content": self.content}
 

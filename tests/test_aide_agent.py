@@ -214,3 +214,24 @@ async def test_a_failed_file_question_falls_back_to_the_default(tmp_path):
     await AideAgent(num_drafts=1, max_steps=1).run(task)
     assert Journal.load(task.state_dir / "journal.json").solution_file == "solution.py"
     assert "no answer" in task.kinds("aide_solution_file")[0]["answer"]
+
+
+async def test_a_small_model_gets_the_small_profile(tmp_path):
+    """An 8k-window model: no solution-file question, one code attempt per node, small output caps
+    and short prompts; a large one keeps AIDE's own behaviour."""
+    model = FakeModel(codes=["no code here", write_answer(40)], reviews=[ok_review(2)])
+    task = FakeTask(tmp_path, model)
+    task.context_window = 8192
+    await AideAgent(num_drafts=2, max_steps=2, seed=0).run(task)
+    journal = Journal.load(task.state_dir / "journal.json")
+    assert journal.solution_file == "solution.py" and [c["kind"] for c in model.calls] == ["code", "code", "review"]
+    assert journal.nodes[0].exc_type == "NoCode"  # one attempt only: the next node gets the next reply
+    assert {c["params"]["max_tokens"] for c in model.calls} == {320}
+    assert [e for e in task.events if e.get("kind") == "aide_profile"][0]["profile"] == "small"
+
+    large = FakeModel(codes=[write_answer(40)], reviews=[ok_review(2)])
+    big = FakeTask(tmp_path / "large", large)
+    big.context_window = 200_000
+    await AideAgent(num_drafts=1, max_steps=1, seed=0).run(big)
+    assert [c["kind"] for c in large.calls] == ["file", "code", "review"]
+    assert all("max_tokens" not in c["params"] for c in large.calls)

@@ -86,7 +86,7 @@ async def test_search_through_the_harness(tmp_path):
     assert (out / "workspace" / "answer.txt").read_text() == "730\n"
     assert summary["final_raw_score"] == 7.0
     # files the scaffold wrote belong to the workspace's owner (the agent user when run as root)
-    owner = (out / "workspace").stat().st_uid
+    owner = json.loads((out / "config.json").read_text())["isolation"]["uid"]  # the top is handed back at the end
     assert (out / "workspace" / "solution.py").stat().st_uid == owner
     assert (out / "workspace" / "answer.txt").stat().st_uid == owner
     kinds = [ev.get("kind") for ev in events(out) if ev["type"] == "scaffold"]
@@ -129,24 +129,21 @@ async def test_resume_from_an_earlier_run(tmp_path):
 
 @pytest.mark.slow
 async def test_a_short_run_with_the_local_model(tmp_path):
-    """SmolLM2-135M on the CPU: whatever it writes, the run ends with a valid summary and journal.
-    On a loaded 2-core machine the first call alone can take minutes, hence the generous limit."""
-    pytest.importorskip("transformers")
-    from rebench_plugins.local_backend.models import get_spec, gguf_path
-    try:
-        gguf_path(get_spec("smollm2-135m"))
-    except Exception as exc:  # the weights package is not installed
-        pytest.skip(f"local model unavailable: {exc}")
+    """SmolLM2-135M on the CPU (its small-model profile): whatever it writes, the run ends with a
+    valid summary and a journal of complete nodes."""
+    from rebench_plugins.local_backend.models import problems
+    if problems("smollm2-135m"):  # the engine or the weights package is not installed
+        pytest.skip("local model unavailable: " + "; ".join(problems("smollm2-135m")))
     out = tmp_path / "local"
     config = RunConfig(environment="guess_number", scaffold="aide", model="local/smollm2-135m", size="small",
-                       limits=Limits(time_s=240), out_dir=out, seed=0,
+                       limits=Limits(time_s=150), out_dir=out, seed=0,
                        scaffold_settings={"max_tokens": 160, "num_drafts": 2, "exec_timeout_s": 20,
                                           "solution_file": "solution.py"})
     summary = await run(config)
     assert summary["status"] in ("submitted", "time_limit"), summary
     assert summary["score_log"] and summary["score_log"][0]["raw"] == 737.0  # the initial score
     journal = Journal.load(out / "scaffold" / "journal.json")
-    assert journal.solution_file == "solution.py"
+    assert journal.solution_file == "solution.py" and len(journal) >= 1
     for node in journal.nodes:  # any node it got to is complete and consistent
         assert node.review_mode in ("tool", "text", "none") and (node.is_buggy or node.metric is not None)
     assert json.loads((out / "summary.json").read_text())["scaffold"] == "aide"

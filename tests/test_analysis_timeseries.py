@@ -1,4 +1,4 @@
-"""Score over time: best so far, log-linear interpolation, averaging over runs then environments."""
+"""Score over time: best so far, steps between entries, averaging over runs then environments."""
 
 import math
 
@@ -13,13 +13,11 @@ def pts(*pairs):
     return [ScorePoint(t, math.nan if v is None else v) for t, v in pairs]
 
 
-def test_log_linear_interpolation_between_entries():
+def test_each_entry_holds_until_the_next():
     log = pts((0.0, 0.0), (10.0, 0.2), (1000.0, 0.6))
-    values = run_curve(log, np.array([10.0, 100.0, 1000.0, 5000.0]))
-    # 100 s is halfway between 10 s and 1000 s in log-time.
-    assert values == pytest.approx([0.2, 0.4, 0.6, 0.6])
-    # Between the start (at 1 s on the log axis) and the first entry.
-    assert run_curve(log, np.array([math.sqrt(10.0)]))[0] == pytest.approx(0.1)
+    values = run_curve(log, np.array([0.0, 9.9, 10.0, 999.0, 1000.0, 5000.0]))
+    # A score exists where it was measured: between entries the earlier one stands.
+    assert values == pytest.approx([0.0, 0.0, 0.2, 0.2, 0.6, 0.6])
 
 
 def test_best_so_far_ignores_worse_and_invalid_entries():

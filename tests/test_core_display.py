@@ -31,36 +31,3 @@ def test_plain_display_tracks_the_run():
     assert lines[0] == "run started: e (small) · s · m"
     assert "invalid (wrong answer)" in lines[2]
     assert lines[-1] == "run ended: time_limit — time limit of 60 s reached"
-
-
-def test_study_board_counts_each_cell_and_prints_a_line_per_run():
-    from rebench_core.display import StudyBoard
-
-    stream = io.StringIO()
-    board = StudyBoard(["a", "a", "b"], stream=stream)
-    # a run finished before this invocation: counted, not printed
-    board.finished("a", "a #0", {"status": "submitted", "final_normalized_score": 0.4, "cost_usd": 1.0},
-                   running=False, quiet=True)
-    with board:
-        board.started("a")
-        board.started("b")
-        board.finished("b", "b #0", None)  # failed to start
-        board.finished("a", "a #1", {"status": "time_limit", "final_normalized_score": 0.7, "cost_usd": 0.5})
-    assert board.totals == {"runs": 3, "done": 3, "running": 0, "failed": 1, "dollars": 1.5}
-    assert board.best_by_cell() == {"a": 0.7}
-    lines = stream.getvalue().splitlines()
-    assert lines == ["[2/3 done, 1 running, 1 failed, $1.00] b #0: failed to start",
-                     "[3/3 done, 0 running, 1 failed, $1.50] a #1: time_limit, normalised score 0.700",
-                     "best normalised score  a: 0.700"]
-
-
-def test_study_board_on_a_terminal_is_a_live_table():
-    from rebench_core.display import StudyBoard
-
-    stream = io.StringIO()
-    with StudyBoard(["e/s/m/small-60s"], live=True, stream=stream) as board:
-        board.started("e/s/m/small-60s")
-        board.finished("e/s/m/small-60s", "run #0", {"status": "submitted", "final_normalized_score": 1.0})
-    shown = stream.getvalue()
-    assert "e/s/m/small-60s" in shown and "1/1" in shown and "1.000" in shown
-    assert "best normalised score" not in shown  # the table already says it

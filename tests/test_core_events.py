@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import json
 import random
+import tempfile
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rebench_core import events as ev
+from rebench_core import transcript
 from rebench_core.types import Message, ToolCall
 
 
 def _roundtrip(prompts: list[list[Message]]) -> list[list[dict]]:
-    encoder, decoder, rebuilt = ev.PromptEncoder(), ev.PromptDecoder(), []
-    for call, prompt in enumerate(prompts):
-        base, ops = encoder.encode(call, prompt)
-        event = json.loads(ev.dumps({"call": call, "input_base": base, "input": ops}))
-        rebuilt.append(decoder.decode(event))
-    return rebuilt
+    """Encode each prompt into a real log, then rebuild them all with the transcript reader."""
+    with tempfile.TemporaryDirectory() as tmp:
+        log = ev.EventLog(Path(tmp) / ev.EVENTS_FILE, lambda: 0.0)
+        encoder = ev.PromptEncoder()
+        for call, prompt in enumerate(prompts):
+            base, ops = encoder.encode(call, prompt)
+            log.emit("model_call", purpose="agent", call=call, input_base=base, input=ops)
+        log.close()
+        return list(transcript.prompts(tmp))
 
 
 messages = st.builds(Message, role=st.sampled_from(["system", "user", "assistant", "tool"]),

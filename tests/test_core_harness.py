@@ -145,7 +145,8 @@ def test_attacks_fail_and_the_run_stays_sound(registry, tmp_path, script):
     summary = go(registry, tmp_path, script([]), commands=attacks, score_each=True)
     state = tmp_path / "run" / "scaffold"
     outputs = [json.loads((state / f"bash-{i}.json").read_text())["output"] for i in range(len(attacks))]
-    assert "Permission denied" in outputs[0] and "737" not in outputs[0]
+    # hidden (namespaces) or unreadable (permissions alone)
+    assert ("No such file" in outputs[0] or "Permission denied" in outputs[0]) and "737" not in outputs[0]
     assert "Permission denied" in outputs[1]
     assert "Permission denied" in outputs[2]
     assert "Operation not permitted" in outputs[3]
@@ -286,7 +287,7 @@ def test_private_paths_of_an_environment_are_unreadable_to_the_agent(tmp_path, s
     registry = load_plugins(extra_plugins=[("core-tests", core_test_plugin), ("ref", plugin)])
     go(registry, tmp_path, script([]), env="with_reference", commands=[f"cat {reference}; echo exit=$?"])
     output = json.loads((tmp_path / "run" / "scaffold" / "bash-0.json").read_text())["output"]
-    assert "Permission denied" in output and "737" not in output
+    assert ("Permission denied" in output or "No such file" in output) and "737" not in output
 
 
 def test_the_harness_serves_an_environments_metered_endpoint(tmp_path, script):

@@ -167,3 +167,23 @@ def test_run_event_observers_see_every_event(tmp_path, script):
                                         out_dir=tmp_path / "run", cache_dir=tmp_path / "c"), registry))
     assert summary["status"] == "submitted"
     assert seen[0] == "run_start" and seen[-1] == "run_end" and seen.count("score") == 3  # initial, the exact guess, final
+
+
+def test_doctor_names_the_extra_a_backend_needs(tmp_path):
+    install_fake_plugin(tmp_path, "sdkless", """
+        from rebench_core import hookimpl
+        @hookimpl
+        def rebench_register_model_backends(register):
+            register("sdkless", "sdkless_backend:Backend", claims=("sdkless-1",), requires="sdkless-plugin[sdk]")
+    """)
+    (tmp_path / "sdkless_backend.py").write_text("import sdk_that_is_not_installed\n")
+    done = subprocess.run([sys.executable, "-m", "rebench_core.cli.doctor"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(tmp_path)}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert ("missing: model backend 'sdkless' (plugin 'sdkless') needs the Python package "
+            "'sdk_that_is_not_installed', which is not installed: pip install 'sdkless-plugin[sdk]'") in done.stderr
+    run = subprocess.run([sys.executable, "-m", "rebench_core.cli.run", "--env", "guess_number", "--size", "small",
+                          "--scaffold", "bisect", "--model", "sdkless-1", "--out", str(tmp_path / "run")],
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tmp_path)}, timeout=120)
+    assert run.returncode == 2 and "pip install 'sdkless-plugin[sdk]'" in run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "run").exists()

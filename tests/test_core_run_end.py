@@ -18,7 +18,6 @@ from rebench_core.limits import Limits
 from rebench_core.model import Model
 from rebench_core.planning import ConfigError, plan_run
 from rebench_core.retry import RetryPolicy
-from rebench_core.run_dir import RunDirectory
 from rebench_core.runconfig import RunConfig
 from rebench_core.sandbox import AgentIdentity, Sandbox
 from rebench_core.types import Completion, Message, Usage
@@ -32,7 +31,7 @@ def config(tmp_path: Path, model: str, scaffold: str = "bisect", **kw) -> RunCon
 
 # (owner, method, whether the failure can still be logged as an `error` event: the log is open)
 CLEANUP_STEPS = [(Sandbox, "close", True), (EnvSession, "close", True), (AgentIdentity, "release", True),
-                 (Run, "_emit_run_end", True), (EventLog, "close", True), (RunDirectory, "bring_workspace_home", False),
+                 (Run, "_emit_run_end", True), (EventLog, "close", True),
                  (Model, "aclose", False)]
 
 
@@ -50,7 +49,7 @@ def test_every_cleanup_step_runs_when_another_fails(registry, tmp_path, script, 
     summary = asyncio.run(Run(plan, [], registry).execute())
     events = ev.read_events(plan.run_dir)
     assert (plan.run_dir / "summary.json").exists()
-    assert (plan.run_dir / "workspace").is_dir() or owner is RunDirectory
+    assert (plan.run_dir / "workspace").is_dir() or owner is AgentIdentity
     assert released == ([] if owner is AgentIdentity else [1])
     if method == "_emit_run_end":
         assert summary["status"] == "error" and "no run_end event" in summary["error"]

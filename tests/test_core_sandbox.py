@@ -136,6 +136,33 @@ def test_run_as_agent_timeout_and_output(tmp_path):
     assert slow.timed_out and slow.returncode is None and slow.duration_s < 5
 
 
+def test_scoring_commands_from_many_threads_each_get_their_own_directories(agent_dir):
+    """A scorer judging in worker threads (rust_codecontests): one command's home and scoring
+    directory come and go while others start; none may fail on another's, nor see it removed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rebench_core.sandbox import agent_tempdir
+
+    identity = AgentIdentity.acquire()
+    workspace = agent_dir / "ws"
+    workspace.mkdir()
+    identity.give(workspace)
+
+    def one(i: int) -> tuple[int | None, str]:
+        with agent_tempdir("rebench-bin-", identity=identity) as shared:
+            (shared / "input").write_text(str(i))
+            result = run_as_agent(["/bin/sh", "-c", f'cat {shared}/input && touch "$HOME/mine" && ls "$HOME"'],
+                                  cwd=workspace, timeout=30, identity=identity)
+            return result.returncode, result.stdout + result.stderr
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(one, range(48)))
+    finally:
+        identity.release()
+    assert results == [(0, f"{i}mine\n") for i in range(48)]
+
+
 def test_read_agent_file_refuses_symlinks_and_escapes(tmp_path):
     workspace = tmp_path / "ws"
     (workspace / "dir").mkdir(parents=True)
@@ -181,20 +208,42 @@ def test_agent_user_cannot_read_root_only_files(agent_dir):
 @needs_root
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 def test_without_root_bubblewrap_hides_protected_files(agent_dir):
-    """The harness run by an ordinary user: isolation falls back to bubblewrap."""
+    """The harness run by an ordinary user: isolation falls back to bubblewrap, and issue 14's attacks
+    (reading the protected directory and /proc, writing the log, planting output names) fail."""
     identity = AgentIdentity.acquire()  # borrow an unprivileged user to play the ordinary user
     try:
         os.chown(agent_dir, identity.isolation.uid, identity.isolation.gid)
         probe = Path(__file__).with_name("bwrap_probe.py")
         out = subprocess.run(["runuser", "-u", identity.isolation.user, "--", sys.executable, str(probe),
-                              str(agent_dir)], capture_output=True, text=True, timeout=120,
+                              str(agent_dir), "--api-key=sk-probe-decoy"], capture_output=True, text=True, timeout=120,
                              env={"PATH": os.environ["PATH"], "HOME": str(agent_dir)})
     finally:
         identity.release()
     assert out.returncode == 0, out.stderr
     results = json.loads(out.stdout)
-    assert results["mode"] == "bwrap"
+    assert results["mode"] == "bwrap" and results["namespaces"] == ["mount", "pid", "ipc"]
     assert "No such file" in results["secret"] and "held-out" not in results["secret"]
     assert results["events_untouched"]  # the append landed in a throwaway tmpfs, not the log
     assert not results["escaped"]  # writes outside the workspace never reach the real file system
     assert results["inside"].strip() == "hi" and results["python"].strip() == "42"
+    assert "sk-probe-decoy" not in results["proc"] and "bwrap_probe" not in results["proc"]
+    assert "harness-only" not in results["tmp"] and "harness-only" not in results["plant"]
+    assert results["after_plant"] == "clean\n" and results["mine_untouched"]
+
+
+def test_scoring_commands_see_the_given_workspace_and_may_reorganise_it(agent_dir):
+    """A scorer runs agent code in a subdirectory of a workspace it gave the agent: the whole
+    workspace is there, and what the scorer gave can be removed and renamed (no mount points)."""
+    identity = AgentIdentity.acquire()
+    try:
+        workspace = agent_dir / "ws"
+        (workspace / "solution" / "trained_model").mkdir(parents=True)
+        (workspace / "base_model").mkdir()
+        identity.give(workspace)
+        identity.give(workspace / "solution" / "trained_model")
+        result = run_as_agent("ls ../base_model && rm -r trained_model && mkdir a && mv a b && mv ../base_model ../moved "
+                              "&& echo done", cwd=workspace / "solution", timeout=30, identity=identity)
+    finally:
+        identity.release()
+    assert result.stdout.strip() == "done", result.stderr
+    assert (workspace / "moved").is_dir() and not (workspace / "solution" / "trained_model").exists()

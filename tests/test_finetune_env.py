@@ -9,6 +9,7 @@ pipeline's dataloader workers each import torch, so the tests that need a valid 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -16,11 +17,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
 from conftest import needs_root
+from rebench_core.sandbox import Sandbox
 from rebench_core.testing import environment
 from rebench_environments.finetune_common.tiny import TinyArch
 from rebench_environments.optimize_finetune.env import SMALL_SCALE, FinetuneSpec, OptimizeFinetune
@@ -248,7 +251,8 @@ def test_nothing_protected_is_readable_by_the_script(task, session):
         for path in task.env.private_paths():
             subprocess.run(["chmod", "-R", "go+rX", str(path)], check=True)
     assert (task.workspace / "leaked.txt").read_text() == ""
-    assert (task.workspace / "errors.txt").read_text().count("Permission denied") >= len(targets)
+    errors = (task.workspace / "errors.txt").read_text()  # unreadable, or absent from the agent's namespace
+    assert errors.count("Permission denied") + errors.count("No such file") >= len(targets)
     # The symlink to the protected reference was refused rather than read with the scorer's privileges.
     assert not entry.valid and "not a plain directory" in entry.message["error"]
 
@@ -269,13 +273,22 @@ def test_a_warm_daemon_cannot_do_the_work_outside_the_clock(task):
         " && mv answer.tmp answer; fi\n"
         "  sleep 0.2\ndone\n")
     task.give(task.workspace)
-    task.ctx.run_as_agent(["/bin/bash", "-c", "setsid nohup bash ../server.sh >/dev/null 2>&1 < /dev/null &"],
-                          cwd=solution, timeout=30)
     task.script("rm -rf ../answer trained_model\necho \"$FINETUNE_DATA\" > ../request\n"
                 "for i in $(seq 50); do [ -d ../answer ] && break; sleep 0.2; done\n"
                 "[ -d ../answer ] || { echo 'the server did not answer' >&2; exit 9; }\n"
                 "mv ../answer trained_model\n")
-    entry = task.score()
+    # Started through the agent's own bash tool: a scoring command's leftovers die with it.
+    async def with_the_server_running():
+        shell = Sandbox(task.ctx.agent, task.workspace, task.workspace.parent / "tmp")
+        try:
+            started = await shell.bash("cd solution && setsid nohup bash ../server.sh >/dev/null 2>&1 < /dev/null &\n"
+                                       "sleep 1; pgrep -f server.sh", timeout=30)
+            assert started.exit_code == 0, started.output
+            return await asyncio.to_thread(task.score)
+        finally:
+            await shell.close()
+
+    entry = asyncio.run(with_the_server_running())
     assert entry.details["agent_processes_paused"] >= 1
     assert not entry.valid and "the server did not answer" in entry.message["error"]
 
@@ -287,5 +300,5 @@ def test_a_daemon_the_script_leaves_behind_is_killed(task):
                 ">/dev/null 2>&1 < /dev/null &\nexit 0\n")
     entry = task.score()
     assert not entry.valid and "wrote no solution/trained_model" in entry.message["error"]
-    if task.ctx.agent.isolation.mode == "user":
-        assert entry.details["killed_after_run"] >= 1
+    time.sleep(4)  # the straggler would have written its copy by now
+    assert not (task.workspace / "solution" / "trained_model").exists()

@@ -312,6 +312,22 @@ async def test_history_is_middle_truncated_to_three_quarters_of_the_window(tmp_p
     assert any(e["kind"] == "prompt_trimmed" and e["messages_dropped"] > 0 for e in task.events)
 
 
+async def test_trimming_in_strides_keeps_the_kept_part_stable(tmp_path: Path):
+    """With trim_stride, the kept history starts at a multiple of the stride and stays put while the
+    conversation grows, so each prompt extends the last (what a prefix cache needs)."""
+    task = FakeTask(tmp_path, [], context_window=4000, token_limit=None, time_limit_s=None)
+    starts = []
+    for n in range(30, 40):
+        history = [node for i in range(n) for node in step(i, f"output {i} " + "y" * 400)]
+        ctx = make_ctx(task, history, trim_stride=4)
+        messages = await ContextAndUsageAwarePrompter(ctx.settings).prompt(ctx)
+        assert task.count_tokens(messages) <= 3000
+        kept = [m.content for m in messages if m.content.startswith("step ")]
+        starts.append(int(kept[2].split()[1]))  # the first step after the gap (two head steps kept)
+    assert all(start % 4 == 0 for start in starts) and len(set(starts)) <= 4  # moved by whole strides
+    assert starts == sorted(starts) and starts[0] < starts[-1]
+
+
 async def test_a_latest_output_too_big_for_the_window_is_cut(tmp_path: Path):
     history = step(0, "a") + step(1, "z" * 20_000)
     task = FakeTask(tmp_path, [], context_window=4000, token_limit=None, time_limit_s=None)
@@ -380,3 +396,43 @@ async def test_max_steps_stops_the_run(tmp_path: Path):
     task = FakeTask(tmp_path, [reply("", call("bash", command="true"))] * 5)
     await ModularAgent(max_steps=2).run(task)
     assert len(task.calls) == 2 and "modular_max_steps" in task.kinds()
+
+
+# -- the small-model profile -----------------------------------------------------------------------
+
+def test_the_profile_follows_the_context_window():
+    default = ModularSettings()
+    assert default.for_window(200_000) == default.model_copy(update={"profile": "full"})
+    assert default.for_window(None).profile == "full"
+    small = default.for_window(8192)
+    assert (small.profile, small.max_tokens, small.long_output_chars, small.long_output_chars_late,
+            small.trim_stride) == ("small", 192, 1500, 1500, 8)
+    assert ModularSettings(profile="full").for_window(8192).max_tokens == 4096  # asked for the full profile
+    assert ModularSettings(profile="small", max_tokens=100).for_window(200_000).max_tokens == 100
+
+
+async def test_a_small_model_gets_the_short_prompt_three_tools_and_a_small_cap(tmp_path: Path):
+    task = FakeTask(tmp_path, [reply("", call("bash", command="true"))] * 2, context_window=8192)
+    await ModularAgent(max_steps=2).run(task)
+    assert [t.name for t in task.calls[0]["tools"]] == ["python", "bash", "score"]
+    assert task.calls[0]["params"] == {"max_tokens": 192, "temperature": 1.0}
+    first = task.calls[0]["messages"][0].content
+    assert first.startswith("You are an AI agent on a Linux machine.") and task.instructions in first
+    assert len(first) < len(task.instructions) + 300
+    assert [e for e in task.events if e.get("kind") == "modular_start"][0]["profile"] == "small"
+
+
+async def test_a_small_model_neither_scores_twice_in_a_row_nor_forgets_to_score(tmp_path: Path):
+    """A tiny model repeats its last call: under the small profile the step after a score must run
+    bash, and a score is forced once `small_score_every` steps went by without one; the tools
+    offered (so the prompt, and the model's prefix cache) stay the same."""
+    bashes = [reply("", call("bash", command="true"))] * 4
+    task = FakeTask(tmp_path, [reply("", call("score"))] + bashes + [reply("", call("score"))], context_window=8192)
+    await ModularAgent(max_steps=6, small_score_every=4).run(task)
+    assert {tuple(t.name for t in c["tools"]) for c in task.calls} == {("python", "bash", "score")}
+    forced = [c["params"].get("tool_choice") for c in task.calls]
+    assert forced == [None, "bash", None, None, None, "score"]  # after a score; four steps without one
+    assert len(task.scores) == 2
+    full = FakeTask(tmp_path / "full", [reply("", call("score"))] * 3)
+    await ModularAgent(max_steps=3).run(full)
+    assert all("tool_choice" not in c["params"] for c in full.calls)  # large models choose freely

@@ -64,8 +64,9 @@ async def run_script(tmp_path: Path, registry, turns: list[dict[str, Any]], sett
 
 def prompts(out: Path) -> list[list[dict[str, Any]]]:
     """The messages of every agent model call, rebuilt from events.jsonl's prompt deltas."""
-    decoder = ev.PromptDecoder()
-    return [decoder.decode(e) for e in ev.read_events(out) if e["type"] == "model_call"]
+    from rebench_core.transcript import prompts as logged_prompts
+
+    return list(logged_prompts(out))
 
 
 def history(out: Path) -> list[dict[str, Any]]:
@@ -173,11 +174,11 @@ async def test_long_outputs_are_offloaded_at_their_thresholds(tmp_path: Path, re
 
 async def test_history_is_trimmed_to_three_quarters_of_the_context_window(tmp_path: Path, registry):
     steps = [bash(f"python3 -c \"print('<S{i}>' + 'x' * 1500)\"") for i in range(10)]
-    summary, out = await run_script(tmp_path, registry, steps + [tool("submit")],
-                                    model_settings={"context_window": 4000})
+    summary, out = await run_script(tmp_path, registry, steps + [tool("submit")],  # the full profile's trimming
+                                    settings={"profile": "full"}, model_settings={"context_window": 4000})
     assert summary["status"] == "submitted"
     events = [e for e in ev.read_events(out) if e["type"] == "model_call"]
-    assert all(e["prompt_tokens_estimate"] <= 3000 for e in events)
+    assert all(e["usage"]["input_tokens"] <= 3000 for e in events)  # the scripted model counts the prompt
     last = prompts(out)[-1]
     assert any("removed here" in m["content"] for m in last)
     kept = [re.search(r"<S(\d)>", m["content"]).group(1) for m in last if m["role"] == "tool"]

@@ -5,7 +5,7 @@ agent started earlier (with its bash tool, or as daemons a previous script left 
 the work for the script outside its clock (a warm server that has already imported torch and
 loaded the model), or burn CPU while the scorer times its own baselines to make them look slow.
 So, while a score measures, every process of the agent's user is stopped (SIGSTOP) and resumed
-afterwards; processes that the scored script left running are killed.
+afterwards. (What the scored script itself leaves running dies with it: `ctx.run_as_agent` sees to that.)
 
 This needs the dedicated agent user (isolation mode ``user``, the harness running as root). In the
 other modes the agent's commands run under the harness's own uid, where they cannot be told apart
@@ -35,23 +35,6 @@ class Paused:
     @property
     def available(self) -> bool:
         return self.uid is not None
-
-    def kill_new(self) -> int:
-        """Kill every process of the agent user that was not stopped beforehand: what the scored
-        script left behind (a daemon that left its process group). Returns how many."""
-        if self.uid is None:
-            return 0
-        killed = 0
-        for _ in range(50):  # forks race a single pass
-            victims = [p for p in _agent_processes(self.uid) if p.pid not in self.pids]
-            if not victims:
-                break
-            for p in victims:
-                with contextlib.suppress(psutil.Error):
-                    p.kill()
-                    killed += 1
-            psutil.wait_procs(victims, timeout=1)
-        return killed
 
     def to_details(self) -> dict[str, Any]:
         if self.uid is None:

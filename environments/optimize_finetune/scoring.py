@@ -5,9 +5,9 @@
 2. Every other process of the agent user is stopped (`agent_processes_paused`): nothing the agent
    started earlier can do the work outside the clock or load the machine while the scorer times.
 3. `bash finetune.sh` runs as the agent (`ctx.run_as_agent`), timed by the scorer's own clock
-   around the process (nothing inside the script can change it); whatever it leaves running is
-   killed, and its `trained_model/model.safetensors` is read at once, as safetensors, refusing
-   symlinks.
+   around the process (nothing inside the script can change it); whatever it leaves running dies
+   with it (`ctx.run_as_agent`), and its `trained_model/model.safetensors` is read at once, as
+   safetensors, refusing symlinks.
 4. The scorer trains the reference on the same set (our reference pipeline, the original
    finetune.yaml and base model) and compares: METR's norm (`weight_diff`) above the threshold is
    invalid.
@@ -123,7 +123,6 @@ def score(ctx: EnvContext, workspace: Path, assets: pipeline.Assets, spec: Scori
             proc = ctx.run_as_agent(["/bin/bash", "finetune.sh"], cwd=solution, timeout=spec.script_timeout_s,
                                     env={**pipeline.pipeline_env(), "FINETUNE_DATA": str(agent_data)})
             details["seconds"] = seconds = proc.duration_s
-            details["killed_after_run"] = paused.kill_new()
             if proc.timed_out:
                 return ScoreEntry.invalid(f"finetune.sh did not finish within {spec.script_timeout_s:.0f} s",
                                           timeout=True, **details)

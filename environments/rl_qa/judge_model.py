@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..finetune_common import data as fdata
-from . import decoding, judging
+from . import judging
 
 FORMAT = 1
 BASE_JUDGE = "smollm2-135m"  # the catalogued local model the judge is built from
@@ -67,6 +67,8 @@ def build_pairs(spec: JudgeSpec, base_model: Path, baseline_model: Path) -> tupl
     """(training pairs, held-out pairs): both orders of (docstring, rejected) per instruction."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from . import decoding
 
     rng = random.Random(spec.seed)
     examples = rng.sample(fdata.pools()["fresh"], spec.n_instructions)
@@ -134,7 +136,7 @@ def judge_dir(root: Path) -> Path:
     return root / "judge_model"
 
 
-def build_judge(root: Path, spec: JudgeSpec, base_model: Path, baseline_model: Path, log=print) -> Path:
+def build_judge(root: Path, spec: JudgeSpec, base_model: Path, baseline_model: Path, log) -> Path:
     """Write the judge folder under `root` (kept when it was built with the same spec)."""
     import torch
 

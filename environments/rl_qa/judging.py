@@ -5,8 +5,15 @@ Each pair is asked in both orders (x as A, then y as A) to cancel the judge's po
 verdict is "A", "B" or None (unreadable). For one pair, x's win is the mean over the two orders
 of 1 (x preferred), 0 (y preferred) or 0.5 (unreadable); the judge agrees with itself on a pair
 when both orders prefer the same response.
+
+Two rules keep a response from gaming a weak judge (both also apply to the agent's helper):
+* the judge's own markers ("Instruction:", "Response A:", the question) are struck from responses
+  before they are shown, so a response cannot pose as the prompt or as the other response;
+* a response that parrots the instruction (most of it is the instruction's words, in order) loses
+  its pair without a judge call, unless both responses do (then the judge decides).
 """
 
+import difflib
 import re
 
 SYSTEM = "You are a careful judge of how well a response follows an instruction."
@@ -19,7 +26,36 @@ MAX_TOKENS = 3
 _VERDICT = re.compile(r"\b([AB])\b")
 
 
+_MARKERS = re.compile(r"(?i)\b(?:instruction|response\s*[ab12])\s*:|which response follows the instruction"
+                      r"|answer with a single letter")
+_WORDS = re.compile(r"[a-z0-9]+")
+
+
+def sanitize(text):
+    """The response as the judge sees it: the judge's own markers struck out."""
+    return _MARKERS.sub("[...]", text or "")
+
+
+def parrots(instruction, response):
+    """Whether `response` mostly repeats `instruction`: at least 60% of the instruction's words
+    appear in it in order, and they make up at least half of the response."""
+    ins, res = _WORDS.findall(instruction.lower()), _WORDS.findall((response or "").lower())
+    if len(ins) < 3 or not res:
+        return False
+    matched = sum(b.size for b in difflib.SequenceMatcher(None, ins, res, autojunk=False).get_matching_blocks())
+    return matched >= 0.6 * len(ins) and matched >= 0.5 * len(res)
+
+
+def forced_win(instruction, x, y):
+    """x's win decided without the judge (identical responses tie; a parrot loses), or None."""
+    if x.strip() == y.strip():
+        return 0.5
+    px, py = parrots(instruction, x), parrots(instruction, y)
+    return None if px == py else (0.0 if px else 1.0)
+
+
 def messages(instruction, a, b):
+    a, b = sanitize(a), sanitize(b)
     return [{"role": "system", "content": SYSTEM},
             {"role": "user", "content": TEMPLATE.format(instruction=instruction, a=a or "(empty)", b=b or "(empty)")}]
 

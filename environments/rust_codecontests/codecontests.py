@@ -69,7 +69,7 @@ def _load(split: str) -> Iterable[dict[str, Any]]:
                            f"offline, use --size small (its problems ship with rebench)") from exc
 
 
-def prepare(target: Path) -> None:
+def prepare(target: Path, log: Any) -> None:
     """Write train/valid/test.jsonl into `target` (skipped when already there)."""
     target.mkdir(parents=True, exist_ok=True)
     done = target / "DONE"
@@ -84,5 +84,5 @@ def prepare(target: Path) -> None:
             for row in rows:
                 f.write(json.dumps(to_record(row)) + "\n")
         counts[split] = len(rows)
-        print(f"rust_codecontests: {split}: {len(rows)} problems", flush=True)
+        log.info("rust_codecontests: CodeContests split written", split=split, problems=len(rows))
     done.write_text(json.dumps(counts))

@@ -124,12 +124,13 @@ def judge_locally(source: str, inputs: list[str], expected: list[str], limits: J
 
 
 def parse_worker_output(stdout: str, stderr: str, returncode: int | None, expected: list[str]) -> Verdict:
+    """The verdict from the worker's output. The worker runs as the agent, so its output is not
+    trusted: anything but the result it writes is a judge error, never a crash or a pass."""
     try:
-        result = json.loads(stdout)
-    except json.JSONDecodeError:
+        return verdict_from(json.loads(stdout), expected)
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return Verdict(False, "judge_error", 0, len(expected),
                        f"the judge worker failed (exit code {returncode}): {stderr[-500:]}")
-    return verdict_from(result, expected)
 
 
 def _run_child(argv: list[str], stdin: bytes, timeout: float) -> tuple[str, str, int | None]:

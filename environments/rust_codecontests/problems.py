@@ -1,11 +1,14 @@
-"""The offline problem set: 42 small stdin/stdout problems in the CodeContests format, written for
-rebench, with tests generated here.
+"""The offline problem set (`small`), in the CodeContests record format, with tests generated here.
 
 Each problem has a statement, a random input generator and a brute-force reference solution in
 Python; the expected outputs of every test are the reference's outputs on generated inputs, so the
-tests are exactly as correct as these short references. Everything is seeded by the problem's name,
-so the set is identical on every machine and needs no download. `build_splits()` returns the
-train / valid / test split (12 / 8 / 22 problems); the test split is the protected one.
+tests are exactly as correct as these short references.
+
+* Visible (`visible_splits`, public seeds, the same on every machine): train = the 42 fixed problems
+  below, with all their tests; valid = two instances of every family in `families.py`.
+* Held out (`heldout`): instances of those families whose parameters, phrasing, names and tests are
+  all drawn from a secret that `prepare` creates in the environment's cache. Nothing in this
+  package reproduces them without that secret.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Callable
 
 MOD = 1_000_000_007
 N_PUBLIC, N_PRIVATE = 2, 8
-SPLIT_SIZES = {"train": 12, "valid": 8, "test": 22}
+PUBLIC_SEED = b"rebench-rust-visible"  # the valid split's family instances: public on purpose
 
 
 @dataclass(frozen=True)
@@ -572,8 +575,7 @@ def _():
     return (lambda r, big: word(r, r.randint(1, 200 if big else 6), "ab") + "\n", solve)
 
 
-def _tests(spec: ProblemSpec) -> tuple[list[str], list[str]]:
-    rng = random.Random(zlib.crc32(spec.name.encode()))
+def _tests(spec: ProblemSpec, rng: random.Random) -> tuple[list[str], list[str]]:
     public = [spec.gen(rng, False) for _ in range(N_PUBLIC)]
     private = [spec.gen(rng, i % 2 == 1) for i in range(N_PRIVATE)]
     return public, private
@@ -584,9 +586,9 @@ def description(spec: ProblemSpec, example_in: str, example_out: str) -> str:
             f"Example\n\nInput\n\n{example_in.rstrip()}\n\nOutput\n\n{example_out}\n")
 
 
-def to_record(spec: ProblemSpec) -> dict:
-    """A problem in the record format shared with the CodeContests loader."""
-    public, private = _tests(spec)
+def to_record(spec: ProblemSpec, rng: random.Random) -> dict:
+    """A problem in the record format shared with the CodeContests loader, its tests drawn from rng."""
+    public, private = _tests(spec, rng)
     public_out = [spec.solve(x) for x in public]
     return {"name": spec.name, "description": description(spec, public[0], public_out[0]),
             "public_tests": {"input": public, "output": public_out},
@@ -594,17 +596,26 @@ def to_record(spec: ProblemSpec) -> dict:
             "time_limit_s": 2.0, "memory_limit_mb": 256, "source": "rebench-offline"}
 
 
-def build_splits() -> dict[str, list[dict]]:
-    """train / valid / test, a fixed seeded shuffle of the 42 problems (fresh copies each call)."""
-    return {split: [json.loads(line) for line in lines] for split, lines in _built().items()}
+def visible_splits() -> dict[str, list[dict]]:
+    """What the agent may see, all of it built from public seeds: train holds the fixed problems
+    above, valid two instances of every held-out family (fresh copies each call)."""
+    return {split: [json.loads(line) for line in lines] for split, lines in _visible().items()}
+
+
+def heldout(secret: bytes, n: int) -> list[dict]:
+    """The held-out test problems: n family instances and their tests, all drawn from `secret`."""
+    from .families import draw
+
+    specs = draw(random.Random(b"problems:" + secret), n)
+    return [to_record(s, random.Random(b"tests:" + secret + s.name.encode())) for s in specs]
 
 
 @functools.lru_cache(maxsize=1)
-def _built() -> dict[str, tuple[str, ...]]:
-    specs = sorted(SPECS, key=lambda s: s.name)
-    random.Random(2024).shuffle(specs)
-    out, start = {}, 0
-    for split, size in SPLIT_SIZES.items():
-        out[split] = tuple(json.dumps(to_record(s)) for s in specs[start:start + size])
-        start += size
-    return out
+def _visible() -> dict[str, tuple[str, ...]]:
+    from .families import FAMILIES, draw
+
+    fixed = sorted(SPECS, key=lambda s: s.name)
+    train = [to_record(s, random.Random(zlib.crc32(s.name.encode()))) for s in fixed]
+    valid = [to_record(s, random.Random(PUBLIC_SEED + s.name.encode()))
+             for s in draw(random.Random(PUBLIC_SEED), 2 * len(FAMILIES))]
+    return {"train": tuple(json.dumps(r) for r in train), "valid": tuple(json.dumps(r) for r in valid)}

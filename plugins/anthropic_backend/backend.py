@@ -63,7 +63,8 @@ class AnthropicBackend(ModelBackend):
                                  f"tokens, got {self.thinking_budget}")
         api_key = s.api_key or os.environ.get("ANTHROPIC_API_KEY")
         if not api_key:
-            raise ValueError("anthropic backend: no API key; set ANTHROPIC_API_KEY (or --set model.api_key=...)")
+            raise ValueError("anthropic backend: no API key; export ANTHROPIC_API_KEY in the environment (not on the "
+                             "command line, where other users' processes can read it)")
         self.client = anthropic.AsyncAnthropic(
             api_key=api_key, base_url=s.base_url or os.environ.get("ANTHROPIC_BASE_URL") or None,
             timeout=s.timeout_s, max_retries=0)

@@ -1,4 +1,6 @@
-"""Grammar-constrained tool calls: the model can only write what `tool_text.decode_reply` reads.
+"""Grammar-constrained tool calls on the transformers path (`local/<folder>` models): the model can
+only write what `tool_text.decode_reply` reads. (Catalogued models run on OpenVINO, whose own
+grammar engine does this: openvino_engine.py.)
 
 The grammar (Lark, compiled by llguidance) is: optional prose with no ``<`` in it, then one call in
 the canonical text protocol of `rebench_core.tool_text`::
@@ -33,9 +35,8 @@ a call is not started when the budget could not finish it.
 from __future__ import annotations
 
 import json
-import logging
-from dataclasses import dataclass
-from typing import Any, Literal
+import structlog
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,11 +44,10 @@ import torch
 from rebench_core import tool_text
 from rebench_core.types import ToolSpec
 
+from .calls import ToolChoice, arguments_schema
 from .loader import TOKENIZER_LOCK
 
-log = logging.getLogger(__name__)
-
-ChoiceMode = Literal["auto", "required", "none"]
+log = structlog.get_logger()
 
 # How llguidance writes JSON: no free whitespace (a tiny model can loop on newlines for ever), the
 # separators json.dumps uses, and unknown schema keywords ignored rather than fatal.
@@ -55,47 +55,9 @@ _JSON_OPTIONS = {"whitespace_flexible": False, "key_separator": ": ", "item_sepa
 _CLOSING_BYTES = frozenset(b'"}]')
 
 
-@dataclass(frozen=True)
-class ToolChoice:
-    mode: ChoiceMode
-    name: str | None = None  # with mode "required": the one tool allowed
-
-    @classmethod
-    def parse(cls, value: Any, tools: list[ToolSpec]) -> ToolChoice:
-        """Accepts the neutral forms ("auto", "none", "required"/"any", a tool name) and the
-        OpenAI/Anthropic dict forms ({"type": "function", "function": {"name": N}}, {"name": N})."""
-        names = [t.name for t in tools]
-        if isinstance(value, dict):
-            inner = value.get("function") if isinstance(value.get("function"), dict) else value
-            kind = value.get("type")
-            if inner.get("name"):
-                value = inner["name"]
-            elif kind in ("auto", "none", "any", "required"):
-                value = kind
-            else:
-                raise ValueError(f"tool_choice {value!r} names no tool; use 'auto', 'none', 'required' or a tool name")
-        if value in ("auto", "none"):
-            return cls(value)
-        if value in ("required", "any"):
-            return cls("required")
-        if isinstance(value, str):
-            if value not in names:
-                raise ValueError(f"tool_choice names tool {value!r}, which is not offered; offered tools: "
-                                 f"{', '.join(names) or 'none'}")
-            return cls("required", value)
-        raise ValueError(f"tool_choice must be 'auto', 'none', 'required' or a tool name, got {value!r}")
-
-
-def arguments_schema(tool: ToolSpec) -> dict[str, Any]:
-    """The tool's parameters as the schema the decoder enforces.
-
-    A schema that lists properties but says nothing about others gets ``additionalProperties:
-    false``: the tool takes what it declares, and a tiny model otherwise invents keys.
-    """
-    schema = dict(tool.parameters or {})
-    schema.setdefault("type", "object")
-    if "properties" in schema and "additionalProperties" not in schema:
-        schema["additionalProperties"] = False
+def guided_schema(tool: ToolSpec) -> dict[str, Any]:
+    """The tool's enforced schema (`calls.arguments_schema`) with llguidance's JSON options."""
+    schema = arguments_schema(tool)
     schema["x-guidance"] = {**_JSON_OPTIONS, **(schema.get("x-guidance") or {})}
     return schema
 
@@ -106,9 +68,7 @@ def _lark_literal(text: str) -> str:
 
 def call_grammar(tools: list[ToolSpec], choice: ToolChoice, schemas: dict[str, dict[str, Any]]) -> str:
     """The Lark grammar for a reply under `choice` ("auto" or "required")."""
-    offered = [t for t in tools if choice.name in (None, t.name)]
-    if not offered:
-        raise ValueError("a constrained tool call needs at least one tool")
+    offered = choice.offered(tools)
     lines = ["start: " + ("PROSE? call?" if choice.mode == "auto" else "PROSE? call"),
              "PROSE: /[^<]+/",
              "call: " + " | ".join(f"call_{i}" for i in range(len(offered)))]
@@ -151,15 +111,15 @@ class GrammarEngine:
         with a warning, rather than failing the call."""
         out = {}
         for tool in tools:
-            schema = arguments_schema(tool)
+            schema = guided_schema(tool)
             key = json.dumps(schema, sort_keys=True)
             if key not in self._schema_ok:
                 grammar = self._llguidance.LLMatcher.grammar_from_lark("start: %json " + json.dumps(schema))
                 error = self._llguidance.LLMatcher.validate_grammar(grammar, self.ll_tokenizer)
                 self._schema_ok[key] = not error or error.startswith("WARNING")
                 if not self._schema_ok[key]:
-                    log.warning("tool %s: its parameters schema cannot be enforced (%s); its arguments are "
-                                "constrained to any JSON object instead", tool.name, error)
+                    log.warning("tool schema cannot be enforced; its arguments are constrained to any JSON object "
+                                "instead", tool=tool.name, error=error)
             out[tool.name] = schema if self._schema_ok[key] else {"type": "object", "x-guidance": _JSON_OPTIONS}
         return out
 

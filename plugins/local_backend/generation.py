@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,15 +20,16 @@ import torch
 
 from .constraint import CallConstraint
 from .loader import TOKENIZER_LOCK
+from .sampling import GenerationCancelled, GenerationResult, Sampling
 
 # Prompt tokens per forward pass. It bounds memory and how long a cancel waits (one chunk: under a
 # second idle, about 3 s at load average 7), for little loss: a 541-token prompt took 14.4 s in
 # 128-token chunks against 13.1 s in 512-token chunks (same load).
 PREFILL_CHUNK = 128
 
-
-class GenerationCancelled(Exception):
-    pass
+# transformers 5 renames `past_key_values` (which 4.x needs) and warns on every forward pass; the
+# warnings would print over the live display.
+warnings.filterwarnings("ignore", message=r".*`past_key_values`.* deprecated")
 
 
 @dataclass
@@ -59,28 +61,6 @@ class PrefixCache:
 
     def store(self, ids: list[int], cache: Any) -> None:
         self.ids, self.cache = ids, cache
-
-
-@dataclass(frozen=True)
-class Sampling:
-    max_tokens: int
-    temperature: float = 0.0   # 0: greedy
-    top_p: float = 1.0
-    seed: int | None = None
-    stop: tuple[str, ...] = ()
-
-
-@dataclass
-class GenerationResult:
-    token_ids: list[int]          # every output token, the end-of-turn token and forced ones included
-    text: str                     # the reply, without the end-of-turn token and cut at a stop sequence
-    stop_reason: str              # "stop" (end of turn or stop sequence), "tool_calls", "length"
-    prefill_s: float
-    decode_s: float
-    seed: int | None
-    forced_tokens: int = 0
-    stop_sequence: str | None = None
-    reused_prompt_tokens: int = 0  # read from the prefix cache instead of computed
 
 
 def generate(model: Any, tokenizer: Any, prompt_ids: list[int], sampling: Sampling, *,

@@ -1,4 +1,8 @@
-"""Loads a local model with transformers, converting its GGUF once into a safetensors cache.
+"""Loads a local model with transformers: `local/<folder>` models, and the catalogued model for
+the environments that train or probe it in torch (rl_qa's judge). The agent's catalogued model runs
+on OpenVINO instead (openvino_engine.py), with no torch.
+
+A GGUF is converted once into a safetensors cache.
 
 transformers reads GGUF directly but dequantises every tensor to fp32 on each load (about 20 s for
 SmolLM2-135M on this 2-core machine, plus about 7 s to rebuild the tokenizer from GGUF metadata).
@@ -12,7 +16,7 @@ lock per model serialises generation: two generations at once on two cores only 
 from __future__ import annotations
 
 import importlib.util
-import logging
+import structlog
 import os
 import shutil
 import tempfile
@@ -24,7 +28,7 @@ from typing import Any
 
 from .models import LocalModelError, LocalModelSpec, converted_dir, gguf_path
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger()
 
 _load_lock = threading.Lock()
 _extras_lock = threading.Lock()
@@ -64,12 +68,11 @@ class LoadedModel:
 
 
 def require_runtime() -> None:
-    """Fail early, saying what to install, when the local extra is missing."""
-    missing = [name for name in ("torch", "transformers", "gguf", "accelerate")
-               if importlib.util.find_spec(name) is None]
+    """Fail early, saying what to install, when torch or transformers is missing."""
+    missing = [name for name in ("torch", "transformers", "gguf") if importlib.util.find_spec(name) is None]
     if missing:
-        raise ModuleNotFoundError(f"the local backend needs {', '.join(missing)}; install the local extra: "
-                                  f"pip install 'rebench-harness[local]'")
+        raise ModuleNotFoundError(f"transformers models (local/<folder>) need {', '.join(missing)}; install "
+                                  f"them with: pip install 'rebench-harness[local,envs]'")
 
 
 def load_model(spec: LocalModelSpec, *, use_cache: bool = True) -> LoadedModel:
@@ -160,15 +163,16 @@ def _load(spec: LocalModelSpec, *, use_cache: bool) -> LoadedModel:
         model, tokenizer = load_uncached(cached)
         source = "cache"
     else:
-        log.info("loading %s from its GGUF (dequantised to fp32: about 30 s on 2 cores); %s", spec.name,
-                 f"the converted copy goes to {cached}" if use_cache else "no cache (use_cache is off)")
+        log.info("converting the local model's GGUF to fp32 safetensors (once, about 30 s on 2 cores)",
+                 model=spec.name, cache=str(cached) if use_cache else None)
         model, tokenizer = load_uncached(gguf.parent, gguf_file=gguf.name)
         source = "gguf"
         if use_cache:
             try:
                 save_converted(model, tokenizer, cached)
             except OSError as exc:  # a read-only home only costs speed next time
-                log.warning("could not cache the converted %s model in %s: %s", spec.name, cached, exc)
+                log.warning("could not cache the converted local model", model=spec.name, cache=str(cached),
+                            error=str(exc))
     return LoadedModel(spec, model, tokenizer, source, time.perf_counter() - started)
 
 
@@ -183,14 +187,15 @@ def _is_complete(folder: Path) -> bool:
 
 
 class _quiet_transformers:
-    """Hide transformers' weight-loading progress bars (they flood logs and CI output). The GGUF
-    dequantisation bar is plain tqdm and stays: it shows the one-time conversion progressing."""
+    """Hide transformers' weight-loading progress bars and warnings (they flood logs and CI output).
+    The GGUF dequantisation bar is plain tqdm and stays: it shows the one-time conversion progressing."""
 
     def __enter__(self) -> None:
         from transformers.utils import logging as hf_logging
 
         self._was = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()  # its warnings and notices would print over the live display
 
     def __exit__(self, *exc: object) -> None:
         from transformers.utils import logging as hf_logging

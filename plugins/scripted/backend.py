@@ -29,6 +29,15 @@ from rebench_core.prices import PriceRow
 from rebench_core.types import Completion, Message, ToolCall, ToolSpec, Usage
 
 
+def _script_path(model: str) -> Path | None:
+    """The script `model` names: a path relative to the current directory, else the same path from
+    the root (`scripted//tmp/x.json` and `scripted/tmp/x.json` both find /tmp/x.json)."""
+    for candidate in (Path(model).expanduser(), Path("/" + model.lstrip("/"))):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 class ScriptExhausted(ModelAPIError):
     pass
 
@@ -41,10 +50,12 @@ class ScriptedBackend(ModelBackend):
 
     def __init__(self, model: str, **settings: Any) -> None:
         super().__init__(model, **settings)
-        path = Path(model)
-        if not path.is_file():
-            raise ValueError(f"scripted model {model!r}: no such file; give the path of a JSON script or an "
-                             f"events.jsonl to replay, e.g. --model scripted/tests/scripts/submit.json")
+        path = _script_path(model)
+        if path is None:
+            raise ValueError(f"scripted model {model!r}: no such file. Give the path of a JSON script, relative or "
+                             f"absolute (--model scripted/turns.json, --model scripted/tmp/turns.json for "
+                             f"/tmp/turns.json), such as {{\"turns\": [{{\"content\": \"737\"}}]}}, or of a run's "
+                             f"events.jsonl to replay (docs/plugins.md, section 7)")
         self.turns, self.price = _load(path)
         self._next = 0
         self._ids = itertools.count(1)

@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from rebench_core.events import read_events, summarize
+from rebench_core.events import iter_events, summarize
 
 from .normalize import aggregate_of, env_from_metr_task
 from .records import HUMAN, HUMAN_HORIZON_S, RunRecord, ScorePoint
@@ -55,9 +55,11 @@ def find_run_dirs(root: Path) -> list[Path]:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        data = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RunDataError(f"{path} is not valid JSON ({exc}); a run's {path.name} must be one JSON object") from exc
+    except OSError as exc:
+        raise RunDataError(f"{path} cannot be read: {exc.strerror}") from exc
     if not isinstance(data, dict):
         raise RunDataError(f"{path} must hold a JSON object, found {type(data).__name__}")
     return data
@@ -142,17 +144,42 @@ def _record_from_summary(path: Path, summary: dict[str, Any], config: dict[str, 
         counted_s=counted if math.isfinite(counted) else None,
         wall_s=wall if math.isfinite(wall) else None,
         path=str(path),
+        why=str(summary["error"]).strip().splitlines()[0] if summary.get("error") else None,
+        model_calls=int(usage["calls"]) if usage.get("calls") is not None else None,
+        tool_calls=_tool_calls(path),
     )
+
+
+def _tool_calls(path: Path) -> int | None:
+    """How many tool calls the run's log records (None without a readable log)."""
+    count = 0
+    try:
+        with open(path / "events.jsonl", "rb") as fh:
+            for line in fh:
+                if b'"tool_call"' in line:  # a cheap filter first: only these lines can be tool calls
+                    try:
+                        count += json.loads(line).get("type") == "tool_call"
+                    except (ValueError, AttributeError):
+                        continue
+    except OSError:
+        return None
+    return count
 
 
 def _record_from_events(path: Path, config: dict[str, Any]) -> RunRecord:
     """A run without summary.json (still running, or killed): the harness's own rebuild from its events,
     marked ``incomplete`` unless the log reached ``run_end``."""
-    events = read_events(path)
+    problems: list[str] = []
+    log = path / "events.jsonl"
+    try:
+        events = list(iter_events(path, problems))
+    except OSError as exc:
+        raise RunDataError(f"{log} cannot be read as a run log ({exc})") from exc
     try:
         summary = summarize(events)
     except (ValueError, KeyError, TypeError) as exc:
-        raise RunDataError(f"{path}: no summary.json, and events.jsonl cannot be summarised ({exc})") from exc
+        detail = f"; {problems[0]}" if problems else ""
+        raise RunDataError(f"{log}: no summary.json beside it, and it cannot be summarised ({exc}{detail})") from exc
     if not any(e.get("type") == "run_end" for e in events):
         summary["status"] = "incomplete"
     return _record_from_summary(path, summary, config)

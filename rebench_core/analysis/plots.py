@@ -35,6 +35,11 @@ def _palette(labels: list[str]) -> dict[str, Any]:
     return {label: cmap(i % cmap.N) for i, label in enumerate(sorted(labels))}
 
 
+def palette(report: Report) -> dict[str, Any]:
+    """One colour per agent of the report, the same in every figure."""
+    return _palette(_agent_labels(report))
+
+
 def _agent_labels(report: Report) -> list[str]:
     return sorted({agent_label(cell[:3]) for cell in report.series["score_at_k"] if cell[0] != HUMAN})
 
@@ -84,6 +89,7 @@ def plot_score_at_k(report: Report, out: Path, colors: dict[str, Any]) -> Path |
         ax.set_xlabel("k (attempts)")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("score@k (mean normalised score)")
+    axes[0][0].set_ylim(bottom=0)
     fig.suptitle("Best-of-k normalised score, 95% bootstrap intervals", fontsize=11)
     # One legend for all panels, below them, so that no curve hides behind it.
     handles: dict[str, Any] = {}
@@ -133,7 +139,8 @@ def plot_budget(report: Report, out: Path, colors: dict[str, Any]) -> Path | Non
     ax.set_xticks(ticks, [f"{t:g}h" for t in ticks])
     ax.set_xlabel("total time budget per environment (best allocation: k attempts x horizon)")
     ax.set_ylabel("mean normalised score")
-    ax.set_title("Score at equal total time (dotted: 8-h human percentiles)", fontsize=11)
+    ax.set_ylim(bottom=0)
+    ax.set_title("Score at equal total time (dotted: 8-h human percentiles, METR)", fontsize=11)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left")
     return _save(fig, out / "budget.png")
@@ -228,38 +235,57 @@ def _line_styles(limits) -> dict[Any, str]:
     return {limit: styles[i % len(styles)] for i, limit in enumerate(sorted(limits, key=lambda v: v or 0))}
 
 
-def _time_axis(ax, low_s: float, high_s: float) -> None:
-    """Log-scaled seconds with ticks that read as durations (1m, 15m, 2h) instead of powers of ten."""
-    ax.set_xscale("log")
-    ticks = [t for t in (1, 2, 5, 10, 30, 60, 120, 300, 900, 1800, 3600, 7200, 14400, 28800, 57600, 115200)
-             if low_s <= t <= high_s]
-    ax.set_xticks(ticks, [format_duration(t) for t in ticks])
-    ax.minorticks_off()
+def _round_step(span_s: float) -> float:
+    """A tick step of round seconds, minutes or hours giving four to eight ticks over `span_s`."""
+    steps = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800)
+    return next((s for s in steps if span_s / s <= 8), span_s / 4)
 
 
 def plot_score_over_time(report: Report, out: Path, colors: dict[str, Any]) -> Path | None:
+    fig = score_over_time_figure(report, colors)
+    return None if fig is None else _save(fig, out / "score_over_time.png")
+
+
+def score_over_time_figure(report: Report, colors: dict[str, Any]):
+    """Score so far against counted time, one panel per time limit: steps from one score-log entry to
+    the next, both axes from 0 (time starts at 0, and so does the starting solution's score)."""
     series = report.series["score_over_time"]
     if not series:
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 4.6))
-    styles = _line_styles({cell[3] for cell in series})
-    for cell, (grid, mean) in sorted(series.items(), key=lambda kv: (agent_label(kv[0][:3]), kv[0][3])):
-        label = agent_label(cell[:3])
-        ax.plot(grid, mean, color=colors.get(label), ls=styles[cell[3]],
-                label=f"{label}, {format_duration(cell[3])}")
-    grids = [grid for grid, _ in series.values()]
-    _time_axis(ax, min(g[0] for g in grids), max(g[-1] for g in grids))
-    ax.set_xlabel("counted time (log scale)")
-    ax.set_ylabel("normalised score so far (mean)")
-    ax.set_title("Score over time: best so far (last so far where the last entry counts),\n"
-                 "log-linear between score-log entries", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return _save(fig, out / "score_over_time.png")
+    from matplotlib.ticker import FuncFormatter, MultipleLocator
+
+    limits = sorted({cell[3] for cell in series})
+    fig, axes = plt.subplots(1, len(limits), figsize=(5.2 * len(limits) + 1.5, 4.4), squeeze=False, sharey=True)
+    top = max(1.0, max(float(np.max(mean)) for _, mean in series.values()))
+    for ax, limit in zip(axes[0], limits):
+        for cell, (grid, mean) in sorted(series.items(), key=lambda kv: agent_label(kv[0][:3])):
+            if cell[3] != limit:
+                continue
+            label = agent_label(cell[:3])
+            ax.step(grid, mean, where="post", color=colors.get(label), label=label)
+        ax.set_xlim(0, limit)
+        ax.set_ylim(0, top * 1.05)
+        ax.xaxis.set_major_locator(MultipleLocator(_round_step(limit)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: format_duration(v)))
+        ax.set_title(f"{format_duration(limit)} per attempt")
+        ax.set_xlabel("counted time")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    axes[0][0].set_ylabel("normalised score so far (mean over runs)")
+    fig.suptitle("Score over time: best so far (last so far where the last entry counts), each entry held "
+                 "until the next", fontsize=10)
+    return fig
 
 
 def plot_cost(report: Report, out: Path, colors: dict[str, Any]) -> Path | None:
+    fig = cost_figure(report, colors)
+    return None if fig is None else _save(fig, out / "cost.png")
+
+
+def cost_figure(report: Report, colors: dict[str, Any]):
+    """score@k against dollars. The dollar axis is linear near 0 and logarithmic above a cent, so a run
+    that cost nothing (a local model) is drawn at $0 beside runs that cost hundreds."""
     series = report.series["cost"]
     if not series:
         return None
@@ -268,22 +294,25 @@ def plot_cost(report: Report, out: Path, colors: dict[str, Any]) -> Path | None:
     styles = _line_styles({cell[3] for cell in series})
     for cell, points in sorted(series.items(), key=lambda kv: (agent_label(kv[0][:3]), kv[0][3] or 0)):
         label = agent_label(cell[:3])
-        ax.plot([d for d, _, _ in points], [s for _, s, _ in points], marker="o", ms=3, color=colors.get(label),
-                ls=styles[cell[3]], label=f"{label}, {format_duration(cell[3])}")
+        ax.plot([d for d, _, _ in points], [s for _, s, _ in points], marker="o", ms=4, color=colors.get(label),
+                ls=styles[cell[3]], label=f"{label}, {format_duration(cell[3])}", clip_on=False)
     human = report.series["human_cost"]
     if human:
         ax.plot([d for d, _, _ in human], [s for _, s, _ in human], marker="s", color=HUMAN_COLOR, ls="--",
-                label="human (best of k 8-h attempts, paid)")
-    ax.set_xscale("log")
+                label="human (METR; best of k 8-h attempts, paid)")
+    ax.set_xscale("symlog", linthresh=0.01, linscale=0.5)
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
     from matplotlib.ticker import FuncFormatter
 
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"${v:,.0f}" if v >= 1 else f"${v:g}"))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: "$0" if v == 0 else f"${v:,.0f}" if v >= 1
+                                               else f"${v:g}"))
     ax.set_xlabel("dollars per environment (k runs; agents: tokens only)")
     ax.set_ylabel("score@k")
     ax.set_title("Score against cost", fontsize=11)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    return _save(fig, out / "cost.png")
+    return fig
 
 
 PLOTS: tuple[Callable[[Report, Path, dict[str, Any]], Path | None], ...] = (
@@ -294,5 +323,5 @@ def write_plots(report: Report, out: str | Path) -> list[Path]:
     """Every figure the report has data for, as PNGs in ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    colors = _palette(_agent_labels(report))
+    colors = palette(report)
     return [p for plot in PLOTS if (p := plot(report, out, colors)) is not None]

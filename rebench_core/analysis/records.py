@@ -53,6 +53,9 @@ class RunRecord:
     counted_s: float | None = None
     wall_s: float | None = None
     path: str | None = None
+    why: str | None = None  # why the run ended, in a line (the summary's error)
+    model_calls: int | None = None
+    tool_calls: int | None = None
 
     @property
     def is_human(self) -> bool:
@@ -61,6 +64,13 @@ class RunRecord:
     @property
     def valid(self) -> bool:
         return math.isfinite(self.final_normalized)
+
+    @property
+    def best_normalized(self) -> float:
+        """The best valid normalised score of the score log (NaN without one); the final score
+        follows the environment's aggregate, which may be the last entry instead."""
+        valid = [p.normalized for p in self.score_log if p.valid]
+        return max(valid) if valid else math.nan
 
     @property
     def finished(self) -> bool:

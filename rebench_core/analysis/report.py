@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import defaultdict
+from pathlib import Path
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,10 +19,10 @@ from .allocations import DEFAULT_BUDGETS_S, HOUR, Allocation, best_allocations, 
 from .estimators import BEST, Estimate, TaskScores, bootstrap_score_at_k, powers_of_two
 from .humans import (HUMAN_COST_PER_ATTEMPT_USD, LINE_PERCENTILES, load_human_final_scores,
                      matching_percentile, percentile_curve, summarize_humans)
-from .loaders import split_human_outliers
+from .loaders import METR_SOURCE, split_human_outliers
 from .normalize import aggregate_of
 from .records import HUMAN, HUMAN_HORIZON_S, RunRecord, agent_label, format_duration
-from .timeseries import log_grid, mean_curve
+from .timeseries import mean_curve
 
 Agent = tuple[str, str, str]
 
@@ -45,6 +46,27 @@ class Table:
     columns: list[str]
     rows: list[list[Any]]
     note: str = ""
+    empty: str = "Nothing to show."  # the one line shown instead of a table without rows
+
+
+@dataclass(frozen=True)
+class Link:
+    """A table cell that links somewhere: the text in the terminal, a link in HTML, the address in CSV."""
+
+    text: str
+    href: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def viewer_url(run_dir: str) -> str:
+    """The run's page in rebench-view at its default address."""
+    from urllib.parse import quote
+
+    from ..viewer import DEFAULT_PORT
+
+    return f"http://127.0.0.1:{DEFAULT_PORT}/run{quote(str(Path(run_dir).absolute()))}"
 
 
 @dataclass
@@ -97,6 +119,13 @@ def _task_scores(runs: Sequence[RunRecord]) -> list[TaskScores]:
     return [TaskScores(env, tuple(s), aggregate[env]) for env, s in sorted(by_env.items())]
 
 
+def _who(r: RunRecord) -> str:
+    """Whose runs a row summarises, so that METR's data never reads as ours."""
+    if r.is_human:
+        return "humans (METR, 8 h)"
+    return "agents (METR)" if r.source == METR_SOURCE else "our runs"
+
+
 def _sort_key(value: Any) -> tuple:
     return tuple((v is None, v if v is not None else 0) for v in value)
 
@@ -144,13 +173,43 @@ class _Builder:
 
     def build(self) -> Report:
         self.input_notes()
+        self.runs()
         self.run_tables()
         self.score_at_k()
         self.allocations()
-        self.human_comparison()
         self.score_over_time()
         self.cost()
+        self.human_comparison()  # the baselines follow our own runs
         return Report(data=_clean(self.data), tables=self.tables, series=self.series)
+
+    def runs(self) -> None:
+        """One row per run directory given: what happened in it, before any aggregate."""
+        ours = sorted((r for r in self.agents if r.source != METR_SOURCE), key=lambda r: r.path or r.run_id)
+        rows, data = [], []
+        for r in ours:
+            tree = Path(r.path) / "scaffold" / "tree.html" if r.path else None
+            view = Link("view", viewer_url(r.path)) if r.path else None
+            tree_link = Link("tree", tree.absolute().as_uri()) if tree is not None and tree.is_file() else None
+            best = r.best_normalized
+            rows.append([r.run_id, r.environment, r.size, r.scaffold, r.model, format_duration(r.time_limit_s),
+                         r.status, r.why or ("the scaffold submitted" if r.status == "submitted" else ""),
+                         r.model_calls, r.tool_calls, r.score_calls, best, r.final_normalized, r.counted_s,
+                         r.cost_usd, view, tree_link])
+            data.append({"run": r.run_id, "path": r.path, "environment": r.environment, "size": r.size,
+                         "scaffold": r.scaffold, "model": r.model, "time_limit_s": r.time_limit_s,
+                         "status": r.status, "why": r.why, "model_calls": r.model_calls, "tool_calls": r.tool_calls,
+                         "score_calls": r.score_calls, "best_score": best, "final_score": r.final_normalized,
+                         "counted_s": r.counted_s, "cost_usd": r.cost_usd,
+                         "viewer_url": view.href if view else None, "aide_tree": str(tree) if tree_link else None})
+        self.tables.append(Table(
+            "runs", "The runs", ["run", "environment", "size", "scaffold", "model", "time limit", "status",
+                                 "why it ended", "model calls", "tool calls", "score calls", "best score",
+                                 "final score", "counted s", "dollars", "viewer", "AIDE tree"], rows,
+            note="Scores are normalised (0 = the starting solution, 1 = the reference). The viewer links open "
+                 "the run's transcript in rebench-view (start it with `rebench-view` over these runs); the AIDE "
+                 "tree is the scaffold's own scaffold/tree.html.",
+            empty="No run directory among the inputs (only METR's table), so there is no table of runs."))
+        self.data["runs"] = data
 
     def _sorted_cells(self) -> list[tuple]:
         return sorted(self.cells, key=_sort_key)
@@ -181,10 +240,9 @@ class _Builder:
         env_rows, env_data = [], []
         by_env: dict[tuple[str, str, bool], list[RunRecord]] = defaultdict(list)
         for r in self.everyone:
-            by_env[(r.environment, r.size, r.is_human)].append(r)
-        for (env, size, is_human), runs in sorted(by_env.items()):
+            by_env[(r.environment, r.size, _who(r))].append(r)
+        for (env, size, who), runs in sorted(by_env.items()):
             stats = _group_stats(runs)
-            who = "humans" if is_human else "agents"
             env_data.append({"environment": env, "size": size, "who": who, **stats})
             env_rows.append([env, size, who] + [stats[k] for k in _STAT_KEYS])
         self.tables.append(Table("environments", "Runs per environment",
@@ -225,7 +283,8 @@ class _Builder:
             rows, note=f"{options.confidence:.0%} percentile bootstrap over runs within each environment, "
                        f"{options.n_bootstrap} draws, seed {options.seed}. Where an environment has fewer than k "
                        "runs its best of all n is used (k capped at n). The scaling-law environment, scored by "
-                       "its last entry, contributes its mean at every k."))
+                       "its last entry, contributes its mean at every k.",
+            empty="No finished run with a score: nothing to estimate score@k from."))
         self.data["score_at_k"] = data
         self.series["score_at_k"] = curves
 
@@ -255,7 +314,8 @@ class _Builder:
             "allocations", "Time allocations: budget B as k = B // T attempts of horizon T",
             ["agent", "budget", "horizon", "k", "score", "CI low", "CI high", "missing (< k runs)", "best"], rows,
             note="Environments with fewer than k runs at a horizon are left out of that allocation (listed); "
-                 "* marks the best per budget among allocations covering all the agent's environments."))
+                 "* marks the best per budget among allocations covering all the agent's environments.",
+            empty="No run has a time limit: nothing to allocate."))
         self.data["allocations"] = data
         self.series["best_allocations"] = best_by_agent
 
@@ -285,7 +345,7 @@ class _Builder:
                              f"{alloc.k} x {format_duration(alloc.horizon_s)}", alloc.estimate.mean, pct])
         self.data["humans"] = {"source": self.human_source, **summary.to_dict(), "percentile_lines": lines,
                                "percentile_curve": curve.tolist(), "matches": matches}
-        self.tables.append(Table("humans", "Human 8-hour attempts", ["statistic", "value"], [
+        self.tables.append(Table("humans", "Human baseline (METR's experts, 8-hour attempts)", ["statistic", "value"], [
             ["runs used", summary.n_runs], ["environments", summary.n_tasks],
             ["mean of runs", summary.mean_of_runs], ["mean of environment means", summary.mean_of_task_means],
             ["share above 0", summary.frac_nonzero], ["share at or above reference", summary.frac_at_least_reference],
@@ -293,10 +353,11 @@ class _Builder:
         ] + [[f"p{p} (mean over environments)", v] for p, v in lines.items()],
             note=f"Human data: {self.human_source}."))
         self.tables.append(Table(
-            "human_matches", "Agent at budget B matches the p-th percentile human (8-h attempts)",
+            "human_matches", "Against METR's humans: at budget B the agent matches the p-th percentile human",
             ["agent", "budget", "best allocation", "score", "human percentile"], rows,
             note="Percentile of the per-environment human percentiles averaged across environments "
-                 "(METR's human_mean_of_percentiles)."))
+                 "(METR's human_mean_of_percentiles).",
+            empty="No agent has a best allocation at any budget to compare with the humans."))
 
     def score_over_time(self) -> None:
         rows, data, series = [], [], {}
@@ -305,7 +366,9 @@ class _Builder:
             runs = [r for r in self.cells[cell] if r.score_log and r.finished]
             if not runs or not limit:
                 continue
-            grid = log_grid(limit, start_s=min(60.0, limit / 10))
+            # The mean of step functions steps where any of them does: at the runs' entries.
+            grid = np.asarray(sorted({0.0, limit} | {p.elapsed_s for r in runs for p in r.score_log
+                                                     if p.valid and 0 <= p.elapsed_s <= limit}))
             mean, per_env = mean_curve(runs, grid)
             series[cell] = (grid, mean)
             data.append({"agent": agent_label(cell[:3]), "time_limit_s": limit, "runs_per_env": per_env,
@@ -313,15 +376,13 @@ class _Builder:
             for frac in (0.125, 0.25, 0.5, 1.0):
                 t = limit * frac
                 rows.append([agent_label(cell[:3]), format_duration(limit), format_duration(t),
-                             float(np.interp(np.log(t), np.log(grid), mean)), sum(per_env.values())])
-        if rows:
-            self.tables.append(Table("score_over_time", "Best-so-far normalised score against counted time",
-                                     ["agent", "time limit", "at", "mean score", "runs"], rows,
-                                     note="Log-linear interpolation between score-log entries, mean over runs per "
-                                          "environment, then over environments."))
-        else:
-            self.notes.append("No finished run has a score log (METR's released table has final scores only), "
-                              "so there is no score-over-time table or plot.")
+                             float(mean[np.searchsorted(grid, t, side="right") - 1]), sum(per_env.values())])
+        self.tables.append(Table("score_over_time", "Best-so-far normalised score against counted time",
+                                 ["agent", "time limit", "at", "mean score", "runs"], rows,
+                                 note="Each run's score so far holds from one score-log entry to the next (steps); "
+                                      "mean over runs per environment, then over environments.",
+                                 empty="No finished run has a score log (METR's released table has final scores "
+                                       "only), so there is no score over time."))
         self.data["score_over_time"] = data
         self.series["score_over_time"] = series
 
@@ -344,15 +405,14 @@ class _Builder:
         human_cost = [(e.k * HUMAN_COST_PER_ATTEMPT_USD, e.mean, e.k) for cell, estimates in curves.items()
                       if cell[0] == HUMAN for e in estimates if not e.capped]
         if rows:
-            rows.extend(["human", "8h", k, d, s] for d, s, k in human_cost)
-            self.tables.append(Table(
-                "cost", "score@k against dollars (k runs at the mean token cost per run)",
-                ["agent", "time limit", "k", "dollars", "score@k"], rows,
-                note=f"Agent dollars are token costs only (no GPU); humans at ${HUMAN_COST_PER_ATTEMPT_USD:,.0f} "
-                     "per 8-h attempt, METR's average pay (Wijk et al. 2024)."))
-        else:
-            self.notes.append("No finished agent run records dollars (METR's released table has none), so there "
-                              "is no cost-against-score table or plot.")
+            rows.extend(["human (METR)", "8h", k, d, s] for d, s, k in human_cost)
+        self.tables.append(Table(
+            "cost", "score@k against dollars (k runs at the mean token cost per run)",
+            ["agent", "time limit", "k", "dollars", "score@k"], rows,
+            note=f"Agent dollars are token costs only (no GPU); humans at ${HUMAN_COST_PER_ATTEMPT_USD:,.0f} "
+                 "per 8-h attempt, METR's average pay (Wijk et al. 2024).",
+            empty="No finished agent run records dollars (METR's released table has none), so there is no cost "
+                  "against score."))
         self.data["cost"] = {"agents": data, "human_cost_per_attempt_usd": HUMAN_COST_PER_ATTEMPT_USD,
                              "human": [{"k": k, "dollars": d, "score": s} for d, s, k in human_cost]}
         self.series["cost"] = series
@@ -373,15 +433,23 @@ def _clean(value: Any) -> Any:
 
 
 # Columns whose numbers read better in another precision than the 3 decimals of scores.
-_COLUMN_FORMATS = {"tokens/run": "{:,.0f}", "$ total": "${:,.2f}", "$/run": "${:,.2f}", "$ other/run": "${:,.2f}",
+_COLUMN_FORMATS = {"tokens/run": "{:,.0f}", "counted s": "{:,.1f}", "$ total": "${:,.2f}", "$/run": "${:,.2f}", "$ other/run": "${:,.2f}",
                    "dollars": "${:,.2f}", "counted h": "{:,.2f}", "score calls/h": "{:.1f}",
                    "human percentile": "{:.1f}"}
+
+
+def shown_columns(table: Table) -> list[int]:
+    """The columns with at least one value: a column of dashes (METR's table has no tokens or dollars)
+    only takes room on screen; CSV and JSON keep every column."""
+    return [i for i, _ in enumerate(table.columns) if any(row[i] not in (None, "") for row in table.rows)]
 
 
 def format_value(column: str, value: Any) -> str:
     """How a table cell reads in the terminal and the HTML report (CSV and JSON keep raw values)."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
+    if isinstance(value, Link):
+        return value.text
     if isinstance(value, bool) or isinstance(value, (int, np.integer)) and column not in _COLUMN_FORMATS:
         return str(value)
     if isinstance(value, (float, int, np.floating, np.integer)):

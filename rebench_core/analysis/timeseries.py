@@ -1,9 +1,10 @@
 """Score over time: the best-so-far normalised score against counted time, averaged over runs.
 
 As in METR's Fig. 3 and 4: each run's score log becomes a best-so-far curve (for environments scored
-by their last entry, the latest valid score so far), interpolated linearly in log-time between its
-entries and held after the last one; curves are averaged over the runs of each environment, then
-across environments. Before its first entry a run stands at the starting solution, which is 0.
+by their last entry, the latest valid score so far), a step function that holds each entry's value
+until the next (a score exists only where it was measured); curves are averaged over the runs of
+each environment, then across environments. Before its first entry a run stands at the starting
+solution, which is 0.
 """
 
 from __future__ import annotations
@@ -46,9 +47,10 @@ def progress_points(log: Sequence[ScorePoint], aggregate: str = "best") -> tuple
 
 
 def run_curve(log: Sequence[ScorePoint], grid: np.ndarray, aggregate: str = "best") -> np.ndarray:
-    """The run's score-so-far at each grid time (log-linear between entries, constant after the last)."""
+    """The run's score-so-far at each grid time: the value of the latest entry at or before it."""
     times, values = progress_points(log, aggregate)
-    return np.interp(np.log(np.maximum(grid, MIN_TIME_S)), np.log(times), values)
+    at = np.searchsorted(times, np.maximum(grid, MIN_TIME_S), side="right") - 1
+    return values[np.clip(at, 0, None)]
 
 
 def mean_curve(records: Sequence[RunRecord], grid: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:

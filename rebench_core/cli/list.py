@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from ..registry import PluginError, Registry
-from .common import load_errors_note, registry_or_exit
+from .common import add_version, load_errors_note, registry_or_exit
 
 KINDS = ("environments", "scaffolds", "models", "plugins")
 
@@ -47,10 +47,29 @@ def rows(registry: Registry, kind: str) -> list[dict[str, Any]]:
     return out
 
 
+# What a person sees of each kind (--json has every field); the first column is shown whole.
+SHOWN = {"environments": ("name", "sizes", "variants", "score", "summary"), "scaffolds": ("name", "summary"),
+         "models": ("provider", "claims", "priced models (today)"),
+         "plugins": ("plugin", "version", "registered", "error")}
+
+
+def fit(widths: list[int], total: int, gap: int = 2) -> list[int]:
+    """Column widths that fit `total` characters: the first column whole, the others shrunk, widest
+    first, until the row fits (each keeps at least 3 characters, for "ab…")."""
+    widths = list(widths)
+    while sum(widths) + gap * (len(widths) - 1) > total:
+        widest = max(range(1, len(widths)), key=lambda i: widths[i], default=None)
+        if widest is None or widths[widest] <= 3:
+            break
+        widths[widest] -= 1
+    return widths
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="rebench-list", description=__doc__)
     p.add_argument("kind", nargs="?", choices=KINDS, help="what to list (default: everything)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--json", action="store_true", help="machine-readable output, every field in full")
+    add_version(p)
     args = p.parse_args(argv)
     registry = registry_or_exit()
     kinds = [args.kind] if args.kind else list(KINDS)
@@ -58,16 +77,23 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         print(json.dumps(data if len(kinds) > 1 else data[kinds[0]], indent=2))
         return
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
     for kind in kinds:
-        table = Table(title=kind, title_justify="left", show_lines=False)
-        for column in (data[kind][0].keys() if data[kind] else ["(none installed)"]):
-            table.add_column(column, overflow="fold")
-        for row in data[kind]:
-            table.add_row(*(str(v) for v in row.values()))
+        columns = [c for c in SHOWN[kind] if any(c in r for r in data[kind])] or ["(none installed)"]
+        cells = [[str(r.get(c, "") or "") for c in columns] for r in data[kind]]
+        widths = fit([max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)],
+                     console.width - 1)
+        # One line per row at any width: cut cells end in an ellipsis.
+        table = Table(title=kind, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0),
+                      collapse_padding=True)
+        for column, width in zip(columns, widths):
+            table.add_column(column, width=width, no_wrap=True, overflow="ellipsis")
+        for row in cells:
+            table.add_row(*row)
         console.print(table)
     note = load_errors_note(registry)
     if note:

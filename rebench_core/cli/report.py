@@ -12,12 +12,14 @@ import argparse
 import csv
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
 
 from rebench_core.analysis.loaders import RunDataError, load_sources
-from rebench_core.analysis.report import Report, ReportOptions, Table, build_report, format_value
+from rebench_core.analysis.report import (Link, Report, ReportOptions, Table, build_report, format_value,
+                                          shown_columns)
 
 
 def _threshold(text: str) -> float | None:
@@ -80,9 +82,10 @@ def _print_tables(report: Report) -> None:
     for note in report.data["notes"]:
         console.print(Text("note: ", style="yellow") + Text(note))
     for table in report.tables:
-        # Columns without a single value (METR's table has no tokens or dollars) only take room here;
-        # CSV, JSON and HTML keep them.
-        keep = [i for i, _ in enumerate(table.columns) if any(row[i] not in (None, "") for row in table.rows)]
+        if not table.rows:  # one line, not a table of dashes
+            console.print(Text(table.title, style="bold") + Text(": " + table.empty))
+            continue
+        keep = shown_columns(table)
         rich_table = RichTable(title=Text(table.title), caption=Text(table.note) if table.note else None,
                                caption_justify="left")
         for i in keep:
@@ -103,10 +106,44 @@ def write_csv(tables: list[Table], directory: Path) -> list[Path]:
             writer = csv.writer(fh)
             writer.writerow(table.columns)
             for row in table.rows:
-                writer.writerow(["" if v is None or (isinstance(v, float) and not math.isfinite(v)) else v
-                                 for v in row])
+                writer.writerow(["" if v is None or (isinstance(v, float) and not math.isfinite(v))
+                                 else v.href if isinstance(v, Link) else v for v in row])
         paths.append(path)
     return paths
+
+
+def _unwritable_dir(path: Path | None) -> str | None:
+    """Why the report could not write into directory `path`, or None when it looks like it can
+    (checked before any work, and nothing is made; writing may still fail, and says so in a line)."""
+    if path is None:
+        return None
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing == path and not path.is_dir():
+        return "is a file; it must be a directory (the report writes report.html, report.json, PNGs and csv/ into it)"
+    if existing != path and not existing.is_dir():
+        return f"cannot be made: {existing} is a file"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"cannot be written: {existing} is not writable"
+    return None
+
+
+def _write_outputs(report: Report, text: str, args: argparse.Namespace) -> list[Path]:
+    if args.json_path not in (None, "-"):
+        Path(args.json_path).write_text(text)
+    if args.csv_dir:
+        write_csv(report.tables, args.csv_dir)
+    if not args.out:
+        return []
+    from rebench_core.analysis.html import write_html
+    from rebench_core.analysis.plots import write_plots
+
+    plots = write_plots(report, args.out)
+    write_html(report, args.out / "report.html", plots, title=args.title)
+    (args.out / "report.json").write_text(text)
+    write_csv(report.tables, args.out / "csv")
+    return plots
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,6 +151,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.bootstrap < 1:
         print("rebench-report: --bootstrap must be at least 1", file=sys.stderr)
         return 2
+    for flag, path in (("--out", args.out), ("--csv", args.csv_dir)):
+        problem = _unwritable_dir(path)
+        if problem:
+            print(f"rebench-report: {flag} {path}: {problem}", file=sys.stderr)
+            return 2
+    if args.json_path not in (None, "-"):
+        problem = _unwritable_dir(Path(args.json_path).absolute().parent)
+        if problem or Path(args.json_path).is_dir():
+            print(f"rebench-report: --json {args.json_path}: {problem or 'is a directory; give a file name'}",
+                  file=sys.stderr)
+            return 2
     started = time.perf_counter()
     try:
         records = load_sources(args.inputs)
@@ -128,18 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(report.data, indent=1)
     if args.json_path == "-":
         print(text)
-    elif args.json_path:
-        Path(args.json_path).write_text(text)
-    if args.csv_dir:
-        write_csv(report.tables, args.csv_dir)
-    if args.out:
-        from rebench_core.analysis.html import write_html
-        from rebench_core.analysis.plots import write_plots
-
-        plots = write_plots(report, args.out)
-        write_html(report, args.out / "report.html", plots, title=args.title)
-        (args.out / "report.json").write_text(text)
-        write_csv(report.tables, args.out / "csv")
+    try:
+        plots = _write_outputs(report, text, args)
+    except OSError as exc:
+        print(f"rebench-report: cannot write the report: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        return 2
     if not args.quiet and args.json_path != "-":
         _print_tables(report)
         if args.out:

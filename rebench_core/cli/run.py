@@ -12,7 +12,7 @@ from pathlib import Path
 from ..display import make_display
 from ..harness import Run
 from ..planning import ConfigError, plan_run
-from ..runconfig import RunConfig, default_cache_root
+from ..runconfig import DEFAULT_TIME_LIMIT_S, RunConfig, default_cache_root
 from ..limits import Limits, parse_duration
 from ..registry import Registry
 from .common import add_version, fail, load_errors_note, parse_settings, registry_or_exit
@@ -22,24 +22,37 @@ EXIT_BY_STATUS = {"submitted": 0, "time_limit": 0, "token_limit": 0, "cost_limit
 
 def build_parser(registry: Registry) -> argparse.ArgumentParser:
     providers = ", ".join(sorted(registry.backends)) or "none"
-    epilog = (f"installed environments: {', '.join(sorted(registry.environments)) or 'none'}\n"
-              f"installed scaffolds:    {', '.join(sorted(registry.scaffolds)) or 'none'}\n"
-              f"model providers:        {providers} (write --model PROVIDER/MODEL, or a bare model name "
-              f"that one provider claims)\n"
-              f"see `rebench-list` for details")
+    epilog = "`rebench-list` describes what is installed; docs/design.md has every flag's contract."
     p = argparse.ArgumentParser(prog="rebench-run", description=__doc__, epilog=epilog,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", help="ENV[:VARIANT]; omit to run every installed environment as one study")
-    p.add_argument("--scaffold")
-    p.add_argument("--model", help="PROVIDER/MODEL, or a bare model name (o1-preview, gpt-4o, ...)")
+    p.add_argument("--env", metavar="ENV[:VARIANT]",
+                   help=f"one of: {', '.join(sorted(registry.environments)) or 'none installed'}; omit it to run "
+                        f"every installed environment as one study")
+    p.add_argument("--scaffold", help=f"one of: {', '.join(sorted(registry.scaffolds)) or 'none installed'} "
+                                      f"(required)")
+    p.add_argument("--model", help=f"PROVIDER/MODEL with PROVIDER one of: {providers}; or a bare model name that "
+                                   f"one provider claims (o1-preview, gpt-4o, ...) (required)")
     p.add_argument("--study", help="a study file (TOML or JSON): environments x scaffolds x models x sizes x "
                                    "time limits x samples, run into one study directory (--out)")
-    p.add_argument("--size", default="full", help="small (CPU, minutes) or full (the RE-Bench scale; default)")
-    p.add_argument("--time-limit", default="2h", help="counted time, e.g. 30m, 2h, 8h (default 2h)")
+    p.add_argument("--size", default="full", metavar="{small,full}",
+                   help="small: a laptop CPU, minutes; full: the RE-Bench scale, which needs the GPUs the environment "
+                        "declares (default: full)")
+    default_limit = f"{DEFAULT_TIME_LIMIT_S / 3600:g}h"
+    p.add_argument("--time-limit", default=default_limit,
+                   help=f"counted time, e.g. 30m, 2h, 8h (default {default_limit}, RE-Bench's main horizon)")
     p.add_argument("--token-limit", help="total tokens (input, cached and output)")
     p.add_argument("--cost-limit", help="dollars; each model call is checked against its worst case first")
     p.add_argument("--samples", default="1", help="runs per configuration (a study when > 1)")
-    p.add_argument("--concurrency", default="1", help="runs at a time in a study")
+    p.add_argument("--concurrency", help="runs at a time in a study (default 1; with --executor ray, as many "
+                                         "as the cluster has room for)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where a study's runs execute: processes of this machine (default), or tasks of a Ray "
+                        "cluster placed by each environment's resources (needs the [ray] extra; docs/distributed.md)")
+    p.add_argument("--ray-address", help="the Ray cluster to use (default $RAY_ADDRESS, else a Ray instance "
+                                         "started on this machine)")
+    p.add_argument("--ray-shared-dir", metavar="PATH",
+                   help="the study directory as every Ray node mounts it (shared storage): runs write there "
+                        "directly; without it each run directory is copied back when its run ends")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a scaffold setting; model.KEY=VALUE for the model backend, env.KEY=VALUE for the "
                         "environment (never put API keys here: the backends read them from the environment)")
@@ -114,15 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.config:
         _run_config_file(parser, args, registry)
     if args.study:
-        from ..study import StudySpec, run_study
-
-        try:
-            spec = StudySpec.from_file(Path(args.study))
-        except (OSError, ValueError, TypeError) as exc:
-            fail(f"--study {args.study}: {exc}")
-        out = Path(args.out) if args.out else Path("runs") / Path(args.study).stem
-        raise SystemExit(run_study(spec, out, concurrency=_count(args.concurrency, "--concurrency"),
-                                   registry=registry, json_output=args.json))
+        _study_file(parser, args, registry)
     if not args.scaffold or not args.model:
         parser.error("--scaffold and --model are required (or give --study FILE)")
     if args.resume and (args.overwrite or not args.out):
@@ -130,23 +135,24 @@ def main(argv: list[str] | None = None) -> None:
     limits = parse_limits(args)
     scaffold_settings, model_settings, env_settings = parse_settings(args.set)
     samples = _count(args.samples, "--samples")
-    concurrency = _count(args.concurrency, "--concurrency")
     try:
         tool_timeout = parse_duration(args.tool_timeout)
     except ValueError as exc:
         fail(f"--tool-timeout: {exc}")
     seed = _seed(args.seed)
 
-    if args.env is None or samples > 1:
-        from ..study import StudySpec, run_study
+    if args.env is None or samples > 1 or args.executor == "ray":
+        from ..study_spec import StudyError, StudySpec
 
         envs = [args.env] if args.env else sorted(registry.environments)
-        spec = StudySpec(environments=envs, scaffolds=[args.scaffold], models=[args.model], sizes=[args.size],
-                         time_limits=[limits.time_s], token_limit=limits.tokens, cost_limit=limits.cost_usd,
-                         samples=samples, settings=args.set, seed=seed)
-        out = Path(args.out) if args.out else Path("runs") / "study"
-        code = run_study(spec, out, concurrency=concurrency, registry=registry, json_output=args.json)
-        raise SystemExit(code)
+        try:
+            spec = StudySpec.parse(dict(environments=envs, scaffolds=[args.scaffold], models=[args.model],
+                                        sizes=[args.size], time_limits=[limits.time_s], token_limit=limits.tokens,
+                                        cost_limit=limits.cost_usd, samples=samples, settings=args.set, seed=seed,
+                                        tool_timeout=tool_timeout, endpoint_model=args.endpoint_model))
+        except StudyError as exc:
+            fail(str(exc))
+        _run_study(args, spec, Path(args.out) if args.out else Path("runs") / "study", registry)
 
     env_name, _, variant = args.env.partition(":")
     config = RunConfig(environment=env_name, variant=variant or "main", scaffold=args.scaffold, model=args.model,
@@ -166,6 +172,45 @@ def main(argv: list[str] | None = None) -> None:
     else:
         print(f"run directory: {plan.run_dir}", file=sys.stderr)
     raise SystemExit(EXIT_BY_STATUS.get(summary["status"], 1))
+
+
+# Flags that set a run's grid: a study file holds them all.
+GRID_FLAGS = ("env", "scaffold", "model", "size", "time_limit", "token_limit", "cost_limit", "samples", "set", "seed",
+              "resume", "overwrite")
+
+
+def _study_file(parser: argparse.ArgumentParser, args: argparse.Namespace, registry: Registry) -> None:
+    """--study FILE: the file is the grid; --tool-timeout and --endpoint-model given here override it."""
+    from ..study_spec import StudyError, StudySpec
+
+    given = [f"--{k.replace('_', '-')}" for k in GRID_FLAGS if getattr(args, k) != parser.get_default(k)]
+    if given:
+        parser.error(f"--study FILE holds the whole grid; drop {', '.join(given)} (or write it into the file)")
+    try:
+        spec = StudySpec.from_file(Path(args.study)).with_overrides(
+            tool_timeout=args.tool_timeout if args.tool_timeout != parser.get_default("tool_timeout") else None,
+            endpoint_model=args.endpoint_model)
+    except StudyError as exc:
+        fail(str(exc))
+    _run_study(args, spec, Path(args.out) if args.out else Path("runs") / Path(args.study).stem, registry)
+
+
+def _run_study(args: argparse.Namespace, spec, out: Path, registry: Registry) -> None:
+    from ..study import run_study
+    from ..study_spec import StudyError
+
+    if args.executor != "ray" and (args.ray_address or args.ray_shared_dir):
+        fail("--ray-address and --ray-shared-dir go with --executor ray")
+    try:
+        code = run_study(spec, out, registry, executor=args.executor,
+                         concurrency=None if args.concurrency is None else _count(args.concurrency, "--concurrency"),
+                         ray_address=args.ray_address,
+                         shared_dir=Path(args.ray_shared_dir).absolute() if args.ray_shared_dir else None,
+                         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+                         paper_constants=args.paper_constants, json_output=args.json)
+    except StudyError as exc:
+        fail(str(exc))
+    raise SystemExit(code)
 
 
 def _run_config_file(parser: argparse.ArgumentParser, args: argparse.Namespace, registry: Registry) -> None:

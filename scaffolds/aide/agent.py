@@ -35,6 +35,10 @@ BEST_DIR = "best"
 BEST_SOLUTION_FILE = "best_solution.py"
 # When nothing else bounds the run, stop after the original's default number of steps.
 DEFAULT_STEPS = 20
+# Models whose context window is at most this get the small-model profile when `profile` is "auto":
+# an 8k-window model cannot hold 20,000 characters of memory and 6,000 of workspace preview, and
+# at 30 tokens/s an uncapped reply costs half a minute (docs/scaffolds/aide.md).
+SMALL_WINDOW = 16_384
 
 
 class AideAgent(Scaffold):
@@ -58,6 +62,11 @@ class AideAgent(Scaffold):
         code_temperature: float = 0.5
         feedback_temperature: float = 0.5
         max_tokens: int | None = pydantic.Field(None, gt=0, description="output cap per call; backend default")
+        profile: Literal["auto", "full", "small"] = pydantic.Field(
+            "auto", description="small: the small-model profile (small_max_tokens per call, one code attempt, "
+                                "short memory and preview, the default solution file without asking); auto: "
+                                f"small when the model's context window is at most {SMALL_WINDOW:,} tokens")
+        small_max_tokens: int = pydantic.Field(320, gt=0, description="output cap per call, small profile")
         code_attempts: int = pydantic.Field(3, ge=1, description="tries to get a code block out of the model")
         review_mode: Literal["tool", "text"] = pydantic.Field(
             "tool", description="tool: forced submit_review call, text fallback; text: text format only")
@@ -84,6 +93,18 @@ class AideAgent(Scaffold):
                 raise ValueError(f"run_command must contain {{file}}, got {value!r}")
             return value
 
+        def for_window(self, context_window: int | None) -> AideAgent.Settings:
+            """The settings a run uses with a model of this context window (`profile` resolved)."""
+            small = self.profile == "small" or (self.profile == "auto" and context_window is not None
+                                                and context_window <= SMALL_WINDOW)
+            if not small:
+                return self.model_copy(update={"profile": "full"})
+            return self.model_copy(update={
+                "profile": "small", "max_tokens": min(self.max_tokens or self.small_max_tokens, self.small_max_tokens),
+                "code_attempts": 1, "memory_max_chars": min(self.memory_max_chars, 1_500),
+                "preview_max_chars": min(self.preview_max_chars, 1_500),
+                "solution_file": self.solution_file or self.default_solution_file})
+
     def __init__(self, **settings: Any) -> None:
         super().__init__(**settings)
         s = self.settings
@@ -92,6 +113,8 @@ class AideAgent(Scaffold):
 
     # -- the loop ----------------------------------------------------------------------------------
     async def run(self, task: AgentTask) -> None:
+        self.settings = self.settings.for_window(task.context_window)
+        task.log("aide_profile", profile=self.settings.profile, max_tokens=self.settings.max_tokens)
         self.task = task
         self.state = Path(task.state_dir)
         self.state.mkdir(parents=True, exist_ok=True)

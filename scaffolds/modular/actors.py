@@ -64,7 +64,7 @@ class BasicActor:
             text, saved = output.text, output.full_output_path
             if saved is None and (self.always_save or len(text) > self.settings.long_output_chars_late):
                 saved = ctx.save_output(text)
-            if self.always_save:
+            if self.always_save and saved:
                 text += f"\n[Note: this tool output has been saved to {saved}]"
             if saved:
                 meta["saved_output_path"] = ctx.to_stored_path(saved)

@@ -18,7 +18,7 @@ from rebench_core.types import Message
 
 from . import components
 from .context import StepContext
-from .settings import ModularSettings
+from .settings import SMALL_TOOLS, ModularSettings
 from .state import AgentState, StateError, StateStore
 from .tools import Tool, scoring_tools
 
@@ -34,11 +34,15 @@ class ModularAgent(Scaffold):
         components.import_component_modules(s.component_modules)
         # Resolved now, so a misspelled component fails before the run starts.
         self.toolkit = components.resolve("toolkit", s.toolkit)
+        self._build(s)
+        self._messages: list[Message] | None = None  # the last prompt, reused by the discriminator
+
+    def _build(self, s: ModularSettings) -> None:
+        self.settings = s
         self.prompter = components.resolve("prompter", s.prompter)(s)
         self.generator = components.resolve("generator", s.generator)(s)
         self.discriminator = components.resolve("discriminator", s.discriminator)(s)
         self.actor = components.resolve("actor", s.actor)(s)
-        self._messages: list[Message] | None = None  # the last prompt, reused by the discriminator
 
     def _initial_state(self, task: AgentTask, store: StateStore) -> AgentState:
         s: ModularSettings = self.settings  # type: ignore[assignment]
@@ -60,19 +64,23 @@ class ModularAgent(Scaffold):
         tools = list(self.toolkit(self.settings))
         if task.can_score and self.settings.scoring_tools:  # type: ignore[attr-defined]
             tools += scoring_tools()
+        if self.settings.profile == "small":  # type: ignore[attr-defined]
+            tools = [t for t in tools if t.name in SMALL_TOOLS]
         names = [t.name for t in tools]
         if len(set(names)) != len(names):
             raise ValueError(f"toolkit {self.settings.toolkit!r} has duplicate tool names: {names}")  # type: ignore[attr-defined]
         return {t.name: t for t in tools}
 
     async def run(self, task: AgentTask) -> None:
+        self._build(self.settings.for_window(task.context_window))  # type: ignore[attr-defined]
         s: ModularSettings = self.settings  # type: ignore[assignment]
         store = StateStore(task.state_dir)
         state = self._initial_state(task, store)
         ctx = StepContext(task, s, state, self._tools(task), self.generator)
         if state.step == 0 and state.next_step == "prompt" and not state.history:
             task.log("modular_start", tools=list(ctx.tools), components={
-                k: getattr(s, k) for k in components.KINDS}, samples=s.samples, timeout_s=state.timeout_s)
+                k: getattr(s, k) for k in components.KINDS}, samples=s.samples, timeout_s=state.timeout_s,
+                profile=s.profile, max_tokens=s.max_tokens)
         while not (state.submitted or task.submitted):
             if s.max_steps is not None and state.step >= s.max_steps and state.next_step == "prompt":
                 task.log("modular_max_steps", steps=state.step)

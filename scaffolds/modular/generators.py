@@ -28,8 +28,9 @@ class NativeGenerator:
         self.settings = settings
 
     def preamble(self, ctx: StepContext) -> list[Message]:
-        system = prompts.AGENT_SYSTEM_PROMPT.format(timeout=self.settings.command_timeout_s,
-                                                    max_timeout=self.settings.max_command_timeout_s)
+        template = prompts.SMALL_SYSTEM_PROMPT if self.settings.profile == "small" else prompts.AGENT_SYSTEM_PROMPT
+        system = template.format(timeout=self.settings.command_timeout_s,
+                                 max_timeout=self.settings.max_command_timeout_s)
         task = prompts.NATIVE_TASK.format(instructions=ctx.task.instructions)
         if self.settings.system_prompt_as_user:
             return [Message("user", f"{system}\n\n{task}")]
@@ -43,8 +44,10 @@ class NativeGenerator:
 
     async def generate(self, ctx: StepContext, messages: list[Message]) -> list[Option]:
         n = self.settings.samples
+        choice = ctx.tool_choice()
+        forced = {"tool_choice": choice} if choice else {}
         results = await asyncio.gather(
-            *(ctx.task.generate(messages, tools=ctx.tool_specs(), **self.params()) for _ in range(n)),
+            *(ctx.task.generate(messages, tools=ctx.tool_specs(), **self.params(), **forced) for _ in range(n)),
             return_exceptions=True)
         options = []
         for i, result in enumerate(results):

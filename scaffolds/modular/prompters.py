@@ -128,6 +128,11 @@ class ContextAndUsageAwarePrompter:
         if first_tail == len(groups):  # not even the latest step fits: keep it with its outputs cut short
             groups[-1] = [self._cut(m) for m in groups[-1]]
             first_tail -= 1
+        stride = self.settings.trim_stride
+        if stride > 1 and first_tail > n_head:
+            # Drop whole strides of steps: the kept part then starts at the same step for several
+            # steps, so the prompt only grows and a model's prefix cache still holds it.
+            first_tail = min(len(groups) - 1, -(-first_tail // stride) * stride)
         gap = [notice] if first_tail > n_head else []  # nothing dropped when only the latest step was cut
         kept = [m for g in groups[:n_head] for m in g] + gap + [m for g in groups[first_tail:] for m in g]
         return kept, len(history) + len(gap) - len(kept)

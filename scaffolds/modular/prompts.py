@@ -11,6 +11,11 @@ Commands are killed after a timeout, {timeout:g} seconds unless you change it wi
 {max_timeout:g} seconds). Run long jobs in the background with '&', write their output to a file and check on \
 it. Long tool outputs may be shortened later in the conversation, with a pointer to a file holding all of it."""
 
+# The small-model profile's system prompt: what a 135M model can follow, in a tenth of the tokens.
+SMALL_SYSTEM_PROMPT = """\
+You are an AI agent on a Linux machine. Each reply calls one tool: bash runs a shell command, python runs \
+Python code, score scores your solution. Commands stop after {timeout:g} seconds."""
+
 LEGACY_SYSTEM_PROMPT = """\
 You are an autonomous AI agent working on a task on a Linux machine, which you control through the tools \
 described below. Each of your messages should begin with concise reasoning about what to do next, followed by \

@@ -4,8 +4,9 @@
     wins = evaluate(instructions, [(response_x, response_y), ...])   # x's win per pair, in [0, 1]
 
 Each pair is judged in both orders (to cancel position bias); a pair's value is x's mean win over
-the two orders (0.5 when the judge contradicts itself or a reply is unreadable). Identical
-responses count 0.5 without a call. The judge is reached through this run's metered endpoint
+the two orders (0.5 when the judge contradicts itself or a reply is unreadable). As in the scorer,
+identical responses count 0.5 and a response that parrots the instruction loses, without a call
+(judging.forced_win). The judge is reached through this run's metered endpoint
 (address and key in ../api.env); its budget covers your whole run, and a spent budget makes calls
 fail with HTTP 429 insufficient_quota.
 """
@@ -34,9 +35,10 @@ def _verdict(client, model, instruction, a, b):
 
 
 def judge_pair(client, model, instruction, x, y):
-    """(x's win, whether the two orders agreed) for one pair."""
-    if x.strip() == y.strip():
-        return 0.5, None
+    """(x's win, whether the two orders agreed) for one pair; the scorer's rules first."""
+    forced = judging.forced_win(instruction, x, y)
+    if forced is not None:
+        return forced, None
     return judging.combine(_verdict(client, model, instruction, x, y), _verdict(client, model, instruction, y, x))
 
 

@@ -3,10 +3,11 @@
     python evaluate.py data/valid.jsonl solve_code_contests_rust [--limit N] [--concurrency K]
 
 Reads the endpoint's address and key from the environment (OPENAI_BASE_URL, OPENAI_API_KEY,
-REBENCH_ENDPOINT_MODEL) or from ../api.env, runs `generate_solution(client, problem)` on each
+REBENCH_ENDPOINT_MODEL) or from ../api.env, runs `generate_solution(client, semaphore, problem)` on each
 problem (statement and public tests only), compiles each answer with rustc -O and judges it on
 all of the problem's tests. Prints one line per problem and the score. Calls are billed to the
-run's endpoint budget. This is not an official score: use the `score` action for that.
+run's endpoint budget. `--concurrency` is the size of the semaphore handed to generate_solution.
+This is not an official score: use the `score` action for that.
 """
 
 import argparse
@@ -49,25 +50,27 @@ async def main() -> None:
     if args.limit:
         problems = problems[:args.limit]
     client = openai.AsyncOpenAI()
-    gate = asyncio.Semaphore(args.concurrency)
+    semaphore = asyncio.Semaphore(args.concurrency)  # shared by every problem, as RE-Bench's scorer does
 
     async def one(p):
-        async with gate:
-            visible = {k: p[k] for k in ("name", "description", "public_tests", "time_limit_s", "memory_limit_mb")}
-            started = time.monotonic()
-            try:
-                answer = module.generate_solution(client, visible)
-                answer = await answer if inspect.isawaitable(answer) else answer
-            except Exception as exc:
-                print(f"{p['name']}: generate_solution raised {type(exc).__name__}: {exc}", flush=True)
-                return False
-            gen_s = time.monotonic() - started
-            tests = p["public_tests"]["input"] + p["private_tests"]["input"]
-            expected = p["public_tests"]["output"] + p["private_tests"]["output"]
-            verdict = await asyncio.to_thread(judge_locally, answer, tests, expected)
-            print(f"{p['name']}: {verdict.status} ({verdict.tests_passed}/{verdict.tests_total} tests, "
-                  f"generated in {gen_s:.1f} s) {verdict.detail[:200]}", flush=True)
-            return verdict.passed
+        visible = {k: p[k] for k in ("name", "description", "public_tests", "time_limit_s", "memory_limit_mb")}
+        started = time.monotonic()
+        try:
+            answer = module.generate_solution(client, semaphore, visible)
+            answer = await answer if inspect.isawaitable(answer) else answer
+        except Exception as exc:
+            print(f"{p['name']}: generate_solution raised {type(exc).__name__}: {exc}", flush=True)
+            return False
+        if not isinstance(answer, str):
+            print(f"{p['name']}: generate_solution returned {type(answer).__name__}, not str", flush=True)
+            return False
+        gen_s = time.monotonic() - started
+        tests = p["public_tests"]["input"] + p["private_tests"]["input"]
+        expected = p["public_tests"]["output"] + p["private_tests"]["output"]
+        verdict = await asyncio.to_thread(judge_locally, answer, tests, expected)
+        print(f"{p['name']}: {verdict.status} ({verdict.tests_passed}/{verdict.tests_total} tests, "
+              f"generated in {gen_s:.1f} s) {verdict.detail[:200]}", flush=True)
+        return verdict.passed
 
     results = await asyncio.gather(*(one(p) for p in problems))
     n, k = len(results), sum(results)
