@@ -30,7 +30,10 @@ BURN = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() 
 
 @contextlib.contextmanager
 def burners(n: int, max_seconds: float):
-    procs = [subprocess.Popen([sys.executable, "-c", BURN.format(seconds=max_seconds)]) for _ in range(n)]
+    # Sessions of their own, as other users' processes are: with autogroup scheduling a burner in
+    # the scorer's session would share its scheduling group, which other load never does.
+    procs = [subprocess.Popen([sys.executable, "-c", BURN.format(seconds=max_seconds)], start_new_session=True)
+             for _ in range(n)]
     try:
         yield
     finally:

@@ -27,6 +27,7 @@ from rebench_core.sandbox import Sandbox
 from rebench_core.testing import environment
 from rebench_environments.finetune_common.tiny import TinyArch
 from rebench_environments.optimize_finetune.env import SMALL_SCALE, FinetuneSpec, OptimizeFinetune
+from rebench_environments.optimize_finetune.pipeline import run_pipeline
 from rebench_environments.optimize_finetune.scoring import MEASUREMENT_NICE, anchored_raw
 
 # Threshold for this model: legitimate differences about 1e-6, the copied reference about 0.16 (METR's norm).
@@ -231,6 +232,18 @@ def test_the_script_runs_at_the_measurement_priority(task):
     assert not entry.valid and entry.details["nice"] == MEASUREMENT_NICE
     assert (task.workspace / "nice.txt").read_text().split() == [str(MEASUREMENT_NICE)]
     assert os.getpriority(os.PRIO_PROCESS, 0) == 0  # restored
+
+
+def test_the_anchors_are_timed_in_a_session_of_their_own(tmp_path):
+    """The candidate runs in a new session (`ctx.run_as_agent`); under autogroup scheduling a session
+    is a scheduling group, so the trusted anchors must run in one of their own too, not in the
+    scorer's (measured: a pipeline sharing the scorer's session with two busy loops took 6.3 s
+    where the same in a session of its own took 4.0 s)."""
+    solution = tmp_path / "solution"
+    solution.mkdir()
+    (solution / "finetune.sh").write_text("ps -o sid= -p $$ > sid.txt\n")
+    run_pipeline(solution, tmp_path / "data.jsonl", timeout=60)
+    assert int((solution / "sid.txt").read_text()) not in (os.getsid(0), 0)
 
 
 @needs_root

@@ -148,8 +148,13 @@ def run_pipeline(solution: Path, data: Path, timeout: float) -> float:
     env = {k: v for k, v in os.environ.items() if k in ("LANG", "LC_ALL", "HOME", "TMPDIR")}
     env.update(pipeline_env(), PATH=f"{Path(sys.executable).parent}:/usr/bin:/bin", FINETUNE_DATA=str(data))
     started = time.monotonic()
+    # A session of its own, as the candidate's (`ctx.run_as_agent`) has: with the kernel's autogroup
+    # scheduling (on by default on desktop kernels, and on this project's VM) each session is one
+    # scheduling group with an equal share of the CPU, and nice values count only inside a group;
+    # a pipeline in the scorer's session would share the scorer's group (and whatever else runs in
+    # it) while the candidate has a group to itself, and the two would not be timed alike.
     proc = subprocess.run(["/bin/bash", "finetune.sh"], cwd=solution, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, start_new_session=True)
     elapsed = time.monotonic() - started
     if proc.returncode != 0:
         raise RuntimeError(f"the {solution.name} pipeline failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
