@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -61,6 +62,8 @@ def main() -> None:
     p.add_argument("--cache", default=str(Path.home() / ".cache/rebench"))
     p.add_argument("--max-level-seconds", type=float, default=3600.0, help="burners end after this at the latest")
     args = p.parse_args()
+    # Killed by a timeout: leave through the `finally`s, so the burners (sessions of their own) end too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     root = Path(tempfile.mkdtemp(prefix="ft-noise-"))
     os.chmod(root, 0o711)
     print(f"started {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} CPUs")
