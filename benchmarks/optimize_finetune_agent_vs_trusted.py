@@ -4,8 +4,9 @@ An official small score places the candidate (run through `ctx.run_as_agent`: th
 bubblewrap, a fresh HOME, a session of its own) between two anchors (our pipelines through
 `pipeline.run_pipeline`, as root). For that to measure the work, the same pipeline must take the
 same time on both paths. This times the starting (or reference) pipeline on both, alternately, at
-the measurement priority, and prints wall and CPU seconds (the CPU of every process below, from
-`getrusage`): the same CPU with more wall time points at scheduling, more CPU at extra work.
+the measurement priority, and prints wall seconds, and for the trusted path CPU seconds (from
+`getrusage`; bubblewrap's processes are not reaped into ours, so the agent path has none: time the
+steps inside finetune.sh with bash's `time` for that).
 `--burners N` adds N busy loops in the benchmark's own session (the scorer's).
 
     .venv/bin/python benchmarks/optimize_finetune_agent_vs_trusted.py [--pipeline solution|reference]
@@ -83,8 +84,8 @@ def main() -> None:
                             else:
                                 seconds = pipeline.run_pipeline(
                                     pipeline.stage_pipeline(args.pipeline, assets, Path(tmp)), data, 3600)
-                            print(f"| {i} | {path} | {seconds:.1f} | {children_cpu() - cpu:.1f} | {load:.1f} |",
-                                  flush=True)
+                            used = f"{children_cpu() - cpu:.1f}" if path == "trusted" else "-"
+                            print(f"| {i} | {path} | {seconds:.1f} | {used} | {load:.1f} |", flush=True)
     finally:
         for b in burners:
             b.kill()
