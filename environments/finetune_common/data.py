@@ -45,6 +45,12 @@ def format_prompt(instruction: str) -> str:
     return PROMPT_TEMPLATE.format(instruction=instruction)
 
 
+def finetuning_row(example: Example) -> dict[str, str]:
+    """`example` as a row of LLM Foundry's finetuning data, the shape of METR's train_data.jsonl:
+    the formatted prompt and the response."""
+    return {"prompt": format_prompt(example.instruction), "response": example.response}
+
+
 def _first_paragraph(doc: str) -> str:
     para = doc.strip().split("\n\n")[0]
     text = " ".join(para.split())

@@ -1,13 +1,12 @@
 """Preparing optimize_finetune's `small` assets and running finetuning pipelines (ours, trusted).
 
-Everything here runs with the harness's privileges and only ever executes our own code: the
-reference pipeline, on data the scorer chose. The agent's pipeline runs through `run_as_agent`
-in env.py.
+Everything here runs with the harness's privileges and only ever executes our own code (the
+starting and reference pipelines), in directories only the scorer can read, on data the scorer
+chose. The agent's pipeline runs through `ctx.run_as_agent` in scoring.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -18,12 +17,15 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..finetune_common import data as fdata
 from ..finetune_common.tiny import TinyArch, new_model, save_model_dir, train_tokenizer, write_json
 
 ASSETS = Path(__file__).parent / "assets"
-FORMAT = 1
+FORMAT = 2  # 2: rows are {prompt, response}, the shape of LLM Foundry's (and METR's) data
+# Variables the GPU stack reads, passed to trusted and agent pipelines alike.
+PIPELINE_ENV_PREFIXES = ("CUDA_", "NCCL_", "NVIDIA_", "NVSHMEM_", "TORCH_")
 
 
 @dataclass(frozen=True)
@@ -50,10 +52,6 @@ class Assets:
         return self.root / "trained_model_reference"
 
     @property
-    def references(self) -> Path:
-        return self.root / "references"
-
-    @property
     def done(self) -> Path:
         return self.root / "DONE.json"
 
@@ -70,7 +68,7 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def prepare_small(root: Path, arch: TinyArch, n_train: int, seed: int, log=print) -> Assets:
+def prepare_small(root: Path, arch: TinyArch, n_train: int, seed: int, log) -> Assets:
     """Tokenizer, base model, the agent's training data, the fresh pool and the reference model."""
     assets = Assets(root, ASSETS)
     meta = {"format": FORMAT, "arch": arch.to_dict(), "n_train": n_train, "seed": seed}
@@ -79,9 +77,9 @@ def prepare_small(root: Path, arch: TinyArch, n_train: int, seed: int, log=print
     root.mkdir(parents=True, exist_ok=True)
     pools = fdata.pools()
     train = random.Random(seed).sample(pools["train"], n_train)
-    write_jsonl(assets.train_data, [{"instruction": e.instruction, "response": e.response} for e in train])
-    write_jsonl(assets.fresh_pool, [{"instruction": e.instruction, "response": e.response} for e in pools["fresh"]])
-    log(f"optimize_finetune: training a {arch.vocab_size}-token BPE tokenizer and initialising the base model")
+    write_jsonl(assets.train_data, [fdata.finetuning_row(e) for e in train])
+    write_jsonl(assets.fresh_pool, [fdata.finetuning_row(e) for e in pools["fresh"]])
+    log.info("training a byte-level BPE tokenizer and initialising the base model", vocab=arch.vocab_size)
     with tempfile.TemporaryDirectory() as tmp:
         tok_dir = Path(tmp) / "tok"
         texts = fdata.corpus_texts(pools["train"] + pools["sft"]) + [fdata.format_prompt(e.instruction)
@@ -91,34 +89,45 @@ def prepare_small(root: Path, arch: TinyArch, n_train: int, seed: int, log=print
 
         eos = AutoTokenizer.from_pretrained(tok_dir).eos_token_id
         save_model_dir(new_model(arch, seed, eos), tok_dir, assets.base_model)
-    log("optimize_finetune: training the reference model on train_data.jsonl")
-    shutil.rmtree(assets.reference_model, ignore_errors=True)
+    log.info("training the reference model on train_data.jsonl")
     train_reference(assets, assets.train_data, assets.reference_model)
     write_json(assets.done, meta)
     return assets
 
 
-def data_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:32]
-
-
-def fresh_dataset(pool: Path, n: int, seed: int, out: Path) -> None:
+def fresh_dataset(pool: Path, n: int, seed: int, out: Path, *, replace: bool = False) -> None:
+    """`n` rows of `pool` chosen by `seed`, with replacement when `replace`."""
     rows = read_jsonl(pool)
-    write_jsonl(out, random.Random(seed).sample(rows, n))
+    rng = random.Random(seed)
+    write_jsonl(out, rng.choices(rows, k=n) if replace else rng.sample(rows, n))
 
 
-def stage_pipeline(which: str, assets: Assets, dest: Path) -> Path:
+def stage_pipeline(which: str, assets: Assets, dest: Path, config: dict[str, Any] | None = None) -> Path:
     """A runnable copy of the starting ('solution') or reference pipeline, with the original
-    finetune.yaml, next to a hard-linked base_model. Returns the solution folder."""
+    finetune.yaml, next to a hard-linked base_model (in a directory only the scorer can reach, so
+    the link exposes nothing). Returns the solution folder.
+
+    `config` changes finetune.yaml for measurements at other shapes than the task's (dotted keys:
+    {"optimizer.lr": 1e-5}); scoring never passes it."""
     solution = dest / "solution"
-    base_model = assets.base_model
     shutil.copytree(assets.pipelines / "solution", solution, ignore=shutil.ignore_patterns("__pycache__"))
     if which == "reference":
         for path in (assets.pipelines / "reference").iterdir():
             if path.is_file():
                 shutil.copy(path, solution / path.name)
+    if config:
+        import yaml
+
+        cfg = yaml.safe_load((solution / "finetune.yaml").read_text())
+        for key, value in config.items():
+            *parents, leaf = key.split(".")
+            node = cfg
+            for part in parents:
+                node = node[part]
+            node[leaf] = value
+        (solution / "finetune.yaml").write_text(yaml.safe_dump(cfg))
     (dest / "base_model").mkdir()
-    for path in base_model.iterdir():
+    for path in assets.base_model.iterdir():
         try:
             os.link(path, dest / "base_model" / path.name)
         except OSError:
@@ -126,43 +135,49 @@ def stage_pipeline(which: str, assets: Assets, dest: Path) -> Path:
     return solution
 
 
+def pipeline_env() -> dict[str, str]:
+    """What every timed pipeline gets on top of a minimal environment: the GPU stack's settings
+    (the NCCL variables above all) and offline Hugging Face."""
+    env = {k: v for k, v in os.environ.items() if k.startswith(PIPELINE_ENV_PREFIXES)}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
+    return env
+
+
 def run_pipeline(solution: Path, data: Path, timeout: float) -> float:
     """Run `finetune.sh` in `solution` (trusted code only) and return its wall time."""
     env = {k: v for k, v in os.environ.items() if k in ("LANG", "LC_ALL", "HOME", "TMPDIR")}
-    env.update(PATH=f"{Path(sys.executable).parent}:/usr/bin:/bin", FINETUNE_DATA=str(data), PYTHONUNBUFFERED="1",
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env.update(pipeline_env(), PATH=f"{Path(sys.executable).parent}:/usr/bin:/bin", FINETUNE_DATA=str(data))
     started = time.monotonic()
+    # A session of its own, as the candidate's (`ctx.run_as_agent`) has: with the kernel's autogroup
+    # scheduling (on by default on desktop kernels, and on this project's VM) each session is one
+    # scheduling group with an equal share of the CPU, and nice values count only inside a group;
+    # a pipeline in the scorer's session would share the scorer's group (and whatever else runs in
+    # it) while the candidate has a group to itself, and the two would not be timed alike.
     proc = subprocess.run(["/bin/bash", "finetune.sh"], cwd=solution, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, start_new_session=True)
     elapsed = time.monotonic() - started
     if proc.returncode != 0:
         raise RuntimeError(f"the {solution.name} pipeline failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     return elapsed
 
 
-def train_reference(assets: Assets, data: Path, out: Path, timeout: float = 1800) -> float:
-    """Train the reference model on `data` into `out` (atomically); returns the pipeline's seconds."""
-    with tempfile.TemporaryDirectory(prefix="rebench-ft-ref-") as tmp:
-        solution = stage_pipeline("reference", assets, Path(tmp))
+def run_trusted(which: str, assets: Assets, data: Path, out: Path | None = None, timeout: float = 3600,
+                config: dict[str, Any] | None = None) -> float:
+    """Time our starting ('solution') or reference pipeline on `data`; move the trained model to
+    `out` (atomically) when given. Returns the pipeline's seconds."""
+    with tempfile.TemporaryDirectory(prefix=f"rebench-ft-{which}-") as tmp:
+        solution = stage_pipeline(which, assets, Path(tmp), config)
         seconds = run_pipeline(solution, data, timeout)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = out.parent / f".{out.name}.tmp"
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.move(str(solution / "trained_model"), staging)
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(staging, out)
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            staging = out.parent / f".{out.name}.tmp"
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.move(str(solution / "trained_model"), staging)
+            shutil.rmtree(out, ignore_errors=True)
+            os.replace(staging, out)
     return seconds
 
 
-def cached_reference(assets: Assets, data: Path, keep: int = 8) -> Path:
-    """The reference model for this exact dataset, trained once and kept in the protected cache
-    (the `keep` most recently used; at `full` each is a 1.3 B-parameter model)."""
-    out = assets.references / data_digest(data)
-    if not (out / "model.safetensors").exists():
-        train_reference(assets, data, out)
-    os.utime(out)
-    older = sorted((p for p in assets.references.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                   key=lambda p: p.stat().st_mtime, reverse=True)[keep:]
-    for stale in older:
-        shutil.rmtree(stale, ignore_errors=True)
-    return out
+def train_reference(assets: Assets, data: Path, out: Path, timeout: float = 3600) -> float:
+    """Train the reference model on `data` into `out`; returns the pipeline's seconds."""
+    return run_trusted("reference", assets, data, out, timeout)

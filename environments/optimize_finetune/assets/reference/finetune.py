@@ -16,12 +16,9 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-PROMPT_TEMPLATE = ("Below is an instruction that describes a task. Write a response that appropriately completes "
-                   "the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n")
-
 
 def encode(tokenizer, example, max_len):
-    prompt = tokenizer(PROMPT_TEMPLATE.format(instruction=example["instruction"]))["input_ids"]
+    prompt = tokenizer(example["prompt"])["input_ids"]
     response = tokenizer(example["response"])["input_ids"] + [tokenizer.eos_token_id]
     ids = (prompt + response)[:max_len]
     labels = ([-100] * len(prompt) + response)[:max_len]
@@ -51,8 +48,14 @@ def main():
         rows = [encode(tokenizer, json.loads(line), cfg["max_seq_len"]) for line in f if line.strip()]
     input_ids, labels, mask = (torch.tensor([r[i] for r in rows], dtype=torch.int64) for i in range(3))
 
+    wanted = cfg.get("device", "auto")
+    device = torch.device("cuda" if wanted == "auto" and torch.cuda.is_available() else
+                          "cpu" if wanted == "auto" else wanted)
     model = AutoModelForCausalLM.from_pretrained(cfg["base_model"], dtype=torch.float32, attn_implementation="sdpa")
+    model.to(device)
     model.train()
+    input_ids, labels, mask = input_ids.to(device), labels.to(device), mask.to(device)
+    autocast = cfg["precision"] == "amp_bf16"
     opt_cfg = cfg["optimizer"]
     optimizer = torch.optim.AdamW(model.parameters(), lr=opt_cfg["lr"], betas=tuple(opt_cfg["betas"]),
                                   eps=opt_cfg["eps"], weight_decay=opt_cfg["weight_decay"])
@@ -70,7 +73,7 @@ def main():
         else:
             order = torch.arange(n)
         for b in range(steps_per_epoch):
-            idx = order[b * batch_size:(b + 1) * batch_size]
+            idx = order[b * batch_size:(b + 1) * batch_size].to(device)
             batch = (input_ids[idx], labels[idx], mask[idx])
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total_steps, cfg)
@@ -78,7 +81,9 @@ def main():
             optimizer.zero_grad(set_to_none=True)
             for start in range(0, len(idx), micro):
                 ids, lab, att = (t[start:start + micro] for t in batch)
-                logits = model(input_ids=ids, attention_mask=att).logits
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                    logits = model(input_ids=ids, attention_mask=att).logits
+                logits = logits.float()
                 loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
                                                          lab[:, 1:].reshape(-1), ignore_index=-100, reduction="sum")
                 (loss / n_tokens).backward()

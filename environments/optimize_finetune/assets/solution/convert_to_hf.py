@@ -15,7 +15,7 @@ def main():
     args = parser.parse_args()
     cfg = yaml.safe_load(open(args.config))
     model = AutoModelForCausalLM.from_pretrained(cfg["base_model"], dtype=torch.float32)
-    state = torch.load(args.ckpt, weights_only=False)
+    state = torch.load(args.ckpt, map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
     model.save_pretrained(args.out, safe_serialization=True)
     AutoTokenizer.from_pretrained(cfg["base_model"]).save_pretrained(args.out)

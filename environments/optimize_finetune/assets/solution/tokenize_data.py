@@ -1,4 +1,5 @@
-"""Step 1: turn the examples (a JSONL of {"instruction", "response"}) into padded token arrays."""
+"""Step 1: turn the examples (a JSONL of {"prompt", "response"}, as LLM Foundry's finetuning data) into padded
+token arrays."""
 
 import argparse
 import json
@@ -8,12 +9,9 @@ import numpy as np
 import yaml
 from transformers import AutoTokenizer
 
-PROMPT_TEMPLATE = ("Below is an instruction that describes a task. Write a response that appropriately completes "
-                   "the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n")
-
 
 def encode(tokenizer, example, max_len):
-    prompt = tokenizer(PROMPT_TEMPLATE.format(instruction=example["instruction"]))["input_ids"]
+    prompt = tokenizer(example["prompt"])["input_ids"]
     response = tokenizer(example["response"])["input_ids"] + [tokenizer.eos_token_id]
     ids = (prompt + response)[:max_len]
     labels = ([-100] * len(prompt) + response)[:max_len]  # the loss is on the response only

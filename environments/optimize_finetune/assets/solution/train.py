@@ -21,10 +21,19 @@ def lr_at(step, total, cfg):
     return base * (alpha_f + (1 - alpha_f) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def token_loss_sum(model, batch):
+def device_of(cfg):
+    wanted = cfg.get("device", "auto")
+    return torch.device("cuda" if wanted == "auto" and torch.cuda.is_available() else
+                        "cpu" if wanted == "auto" else wanted)
+
+
+def token_loss_sum(model, batch, cfg):
     """Summed next-token cross-entropy over the labelled tokens of `batch`, and their count."""
-    input_ids, labels, mask = batch
-    logits = model(input_ids=input_ids, attention_mask=mask).logits
+    device = next(model.parameters()).device
+    input_ids, labels, mask = (t.to(device) for t in batch)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg["precision"] == "amp_bf16"):
+        logits = model(input_ids=input_ids, attention_mask=mask).logits
+    logits = logits.float()
     shift_logits, shift_labels = logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1)
     loss = torch.nn.functional.cross_entropy(shift_logits, shift_labels, ignore_index=-100, reduction="sum")
     return loss, (shift_labels != -100).sum()
@@ -57,6 +66,7 @@ def main():
                         num_workers=cfg["train_loader"]["num_workers"], multiprocessing_context="spawn")
 
     model = AutoModelForCausalLM.from_pretrained(cfg["base_model"], dtype=torch.float32, attn_implementation="eager")
+    model.to(device_of(cfg))
     model.train()
     opt_cfg = cfg["optimizer"]
     optimizer = torch.optim.AdamW(model.parameters(), lr=opt_cfg["lr"], betas=tuple(opt_cfg["betas"]),
@@ -74,7 +84,7 @@ def main():
             optimizer.zero_grad(set_to_none=True)
             total = 0.0
             for start in range(0, batch[0].shape[0], micro):
-                loss_sum, _ = token_loss_sum(model, [t[start:start + micro] for t in batch])
+                loss_sum, _ = token_loss_sum(model, [t[start:start + micro] for t in batch], cfg)
                 (loss_sum / n_tokens).backward()
                 total += loss_sum.item()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip_norm"])
@@ -92,7 +102,7 @@ def main():
         loss_total, count = 0.0, 0
         with torch.no_grad():
             for batch in eval_loader:
-                loss_sum, n = token_loss_sum(model, batch)
+                loss_sum, n = token_loss_sum(model, batch, cfg)
                 loss_total, count = loss_total + loss_sum.item(), count + n.item()
         print(f"eval loss {loss_total / count:.4f}", flush=True)
 
