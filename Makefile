@@ -27,7 +27,7 @@ demo: setup
 		--time-limit 3m --out runs/demo --overwrite
 
 test: setup
-	$(VENV)/bin/pytest -q -m "not gpu"
+	$(VENV)/bin/pytest -q -m "not gpu" --durations=15
 
 bench: setup
 	$(PY) benchmarks/harness_overhead.py

@@ -51,6 +51,10 @@ def checked(entry: Any, env_name: str) -> ScoreEntry:
     if math.isinf(raw):
         return ScoreEntry.invalid(f"the scorer produced an infinite score ({raw})", scorer_raw=str(raw))
     entry.raw = float(raw)
+    if math.isnan(entry.raw) and not (isinstance(entry.message, dict) and entry.message.get("error")):
+        # NaN marks an invalid entry; one without a reason gets one
+        entry.message = {"error": "the scorer produced no score (NaN) and gave no reason",
+                         **(entry.message if isinstance(entry.message, dict) else {"message": str(entry.message)})}
     if not isinstance(entry.message, dict):
         entry.message = {"message": str(entry.message)}
     if not isinstance(entry.details, dict):

@@ -32,8 +32,10 @@ def test_a_valid_entry_is_kept_and_loggable():
     assert entry.details == {"details": "not a dict"}
 
 
-def test_nan_is_the_invalid_marker_and_stays_invalid():
-    assert not checked(ScoreEntry.invalid("bad"), "env").valid
+def test_nan_is_the_invalid_marker_and_always_carries_a_reason():
+    assert checked(ScoreEntry.invalid("bad"), "env").message == {"error": "bad"}
+    bare = checked(ScoreEntry(raw=math.nan, message={"loss": 1.0}), "env")
+    assert not bare.valid and "NaN" in bare.message["error"] and bare.message["loss"] == 1.0
 
 
 def test_a_scorer_that_returns_something_else_is_a_broken_scorer():
