@@ -136,7 +136,7 @@ async def test_a_short_run_with_the_local_model(tmp_path):
         pytest.skip("local model unavailable: " + "; ".join(problems("smollm2-135m")))
     out = tmp_path / "local"
     config = RunConfig(environment="guess_number", scaffold="aide", model="local/smollm2-135m", size="small",
-                       limits=Limits(time_s=150), out_dir=out, seed=0,
+                       limits=Limits(time_s=90), out_dir=out, seed=0,
                        scaffold_settings={"max_tokens": 160, "num_drafts": 2, "exec_timeout_s": 20,
                                           "solution_file": "solution.py"})
     summary = await run(config)

@@ -81,7 +81,7 @@ def run(endpoint_script):
     workspace, protected = base / "workspace", base / "protected"
     workspace.mkdir()
     protected.mkdir(mode=0o700)
-    settings = {"n_test": 3, "workers": 2, "generate_timeout_s": 20.0}
+    settings = {"n_test": 3, "workers": 2, "generate_timeout_s": 10.0}
 
     def session(**extra):
         return environment("rust_codecontests", size="small", cache_root=base / "cache",
