@@ -8,6 +8,7 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from ..display import make_display
 from ..harness import Run
@@ -162,6 +163,11 @@ def main(argv: list[str] | None = None) -> None:
                        cache_dir=Path(args.cache_dir) if args.cache_dir else default_cache_root(),
                        existing="resume" if args.resume else "overwrite" if args.overwrite else "refuse",
                        tool_timeout_s=tool_timeout, endpoint_model=args.endpoint_model)
+    _run_one(config, registry, args)
+
+
+def _run_one(config: RunConfig, registry: Registry, args: argparse.Namespace) -> NoReturn:
+    """Plan the run (a bad config is one line, exit 2, nothing created), run it, exit by its status."""
     try:
         plan = plan_run(config, registry)
     except ConfigError as exc:
@@ -223,14 +229,7 @@ def _run_config_file(parser: argparse.ArgumentParser, args: argparse.Namespace, 
         config = RunConfig.load(Path(args.config))
     except (OSError, ValueError, TypeError) as exc:
         fail(f"--config {args.config}: {exc}")
-    try:
-        plan = plan_run(config, registry)
-    except ConfigError as exc:
-        fail(str(exc))
-    summary = asyncio.run(_execute(plan, registry, display=not (args.json or args.quiet)))
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    raise SystemExit(EXIT_BY_STATUS.get(summary["status"], 1))
+    _run_one(config, registry, args)
 
 
 async def _execute(plan, registry: Registry, display: bool) -> dict:
