@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rebench_core.testing import environment
+from rebench_core.testing import environment, stage
 from rebench_environments.optimize_finetune import pipeline
 from rebench_environments.optimize_finetune.scoring import measurement_priority
 
@@ -57,14 +57,7 @@ def main() -> None:
         with environment("optimize_finetune", size="small", cache_root=Path(args.cache)) as session:
             ctx = session.ctx
             assets = pipeline.Assets(ctx.cache_dir / "small")
-            workspace, protected = root / "workspace", root / "protected"
-            workspace.mkdir()
-            protected.mkdir(mode=0o700)
-            session.setup(workspace, protected)
-            if args.pipeline == "reference":
-                session.install_reference(workspace)
-            else:
-                ctx.agent.give(workspace)
+            workspace, _ = stage(session, root, reference=args.pipeline == "reference")
             data = root / "data.jsonl"
             pipeline.fresh_dataset(assets.fresh_pool, len(pipeline.read_jsonl(assets.train_data)), 1, data)
             with ctx.agent_tempdir(prefix="ft-agent-vs-trusted-") as agent_tmp:

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rebench_core.testing import environment
+from rebench_core.testing import environment, stage
 
 BURN = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n    pass\n"
 
@@ -41,19 +41,6 @@ def burners(n: int, max_seconds: float):
         for p in procs:
             p.kill()
             p.wait()
-
-
-def staged(session, root: Path, reference: bool) -> tuple[Path, Path]:
-    base = root / ("reference" if reference else "starting")
-    workspace, protected = base / "workspace", base / "protected"
-    workspace.mkdir(parents=True)
-    protected.mkdir(mode=0o700)
-    session.setup(workspace, protected)
-    if reference:
-        session.install_reference(workspace)
-    else:
-        session.ctx.agent.give(workspace)
-    return workspace, protected
 
 
 def main() -> None:
@@ -73,7 +60,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     try:
         with environment("optimize_finetune", size="small", cache_root=Path(args.cache)) as session:
-            tasks = {"starting": staged(session, root, False), "reference": staged(session, root, True)}
+            tasks = {name: stage(session, root / name, reference=name == "reference") for name in ("starting", "reference")}
             for level in (int(x) for x in args.loads.split(",")):
                 with burners(level, args.max_level_seconds):
                     time.sleep(5 if level else 0)  # let the load average rise

@@ -1,6 +1,6 @@
 """The noise of official scores at size small, idle and under load (issue 17): for each environment
 named, the starting and the reference solution scored `--repeats` times at each load (alternating
-start and reference), through `rebench_core.testing.environment` and `Environment.install_reference`,
+start and reference), through `rebench_core.testing.environment` and `stage`,
 as the harness scores them. Prints mean, standard deviation and range of the normalised score
 (not clipped at 0, so that the starting solution's spread shows).
 
@@ -29,7 +29,7 @@ from typing import Iterator
 
 from rebench_core.log import get_logger
 from rebench_core.runconfig import default_cache_root
-from rebench_core.testing import environment
+from rebench_core.testing import environment, stage as stage_workspace
 
 log = get_logger("rebench.bench.score_noise")
 
@@ -54,15 +54,8 @@ def load_average() -> float:
 
 
 def stage(session, root: Path, label: str) -> tuple[Path, Path]:
-    ws, prot = root / label / "workspace", root / label / "protected"
     shutil.rmtree(root / label, ignore_errors=True)
-    ws.mkdir(parents=True)
-    prot.mkdir(mode=0o700)
-    session.setup(ws, prot)
-    if label == "reference":
-        session.install_reference(ws)
-    session.ctx.agent.give(ws)
-    return ws, prot
+    return stage_workspace(session, root / label, reference=label == "reference")
 
 
 def main() -> None:

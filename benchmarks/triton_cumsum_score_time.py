@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from rebench_core.log import get_logger
-from rebench_core.testing import environment
+from rebench_core.testing import environment, stage
 from rebench_environments.triton_cumsum.env import TritonCumsum
 
 log = get_logger("rebench.bench.triton_cumsum_score_time")
@@ -62,13 +62,7 @@ def main() -> None:
     try:
         with environment(TritonCumsum(), size=args.size, cache_root=cache) as s:
             for label in results:
-                ws, prot = root / label / "workspace", root / label / "protected"
-                ws.mkdir(parents=True)
-                prot.mkdir(mode=0o700)
-                s.setup(ws, prot)
-                if label == "reference":
-                    s.install_reference(ws)
-                s.ctx.agent.give(ws)
+                stage(s, root / label, reference=label == "reference")
             for r in range(args.repeats):
                 for label in results:  # interleaved
                     t0 = time.monotonic()

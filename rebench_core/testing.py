@@ -69,6 +69,21 @@ def environment(env: str | Environment, *, size: str = "small", variant: str = "
             identity.release()
 
 
+def stage(session: EnvSession, root: Path, *, reference: bool = False) -> tuple[Path, Path]:
+    """`root/workspace` and `root/protected` laid out as the harness lays them out: `setup`, then the
+    workspace handed to the agent user (with our reference solution installed, if asked). `root`
+    must be a place the agent user can reach."""
+    workspace, protected = Path(root) / "workspace", Path(root) / "protected"
+    workspace.mkdir(parents=True)
+    protected.mkdir(mode=0o700)
+    session.setup(workspace, protected)
+    if reference:
+        session.install_reference(workspace)  # it hands the workspace over itself
+    elif session.ctx.agent is not None:
+        session.ctx.agent.give(workspace)
+    return workspace, protected
+
+
 class FakeTask(AgentTask):
     """An AgentTask without a harness. `replies` answer `generate` in order (`RepliesExhausted` once
     they run out), or `replies` is one function of (messages, tools, params) that answers every call

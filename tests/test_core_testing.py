@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
 
-from rebench_core.testing import FakeTask, RepliesExhausted
+from rebench_core.testing import FakeTask, RepliesExhausted, environment, stage
 from rebench_core.types import Message, ScoreEntry
 
 
@@ -72,3 +73,16 @@ async def test_score_reports_the_scorers_duration_as_the_harness_does(tmp_path: 
     assert (result.score, result.valid, result.message) == (3.0, True, {"note": "ok"})
     assert set(result.execution) == {"duration_s"} and result.execution["duration_s"] >= 0
     assert await task.score_log() == [result]
+
+
+def test_stage_lays_out_a_workspace_as_the_harness_does(agent_dir: Path):
+    with environment("guess_number", cache_root=agent_dir / "cache") as session:
+        workspace, protected = stage(session, agent_dir / "run")
+        assert (workspace / "answer.txt").read_text() == "0\n" and (protected / "secret.txt").exists()  # setup ran
+        assert oct(protected.stat().st_mode & 0o777) == "0o700" and protected.stat().st_uid == os.geteuid()
+        owner = session.ctx.agent.owner
+        if owner is not None:  # root: the workspace and what setup put there are the agent user's, as in a run
+            for path in (workspace, workspace / "answer.txt"):
+                assert (path.stat().st_uid, path.stat().st_gid) == owner
+        (workspace / "answer.txt").write_text("737\n")
+        assert session.score(workspace, protected).raw == 0.0

@@ -30,19 +30,11 @@ from rebench_environments.triton_cumsum.env import TritonCumsum  # noqa: E402
 from rebench_environments.triton_cumsum.spec import SIZES  # noqa: E402
 
 from conftest import needs_root  # noqa: E402
+from triton_solutions import EXACT  # noqa: E402
 
 ENV_DIR = Path(runner.__file__).parent
 SMALL = replace(SIZES["small"], n=200_000, warmup=1, pairs=5, timeout_s=90.0)
 
-EXACT = """
-import torch
-
-def _exact(x):
-    odd = ((x > 0).cumsum(0) % 2).bool()
-    out = torch.zeros_like(x)
-    out[1:] = torch.where(odd[:-1], x[1:], 0).cumsum(0).to(torch.int32)
-    return out
-"""
 
 
 @pytest.fixture(scope="module")

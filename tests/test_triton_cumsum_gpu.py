@@ -23,17 +23,9 @@ from rebench_core.sandbox import kill_user_processes  # noqa: E402
 from rebench_core.testing import environment  # noqa: E402
 from rebench_environments.triton_cumsum import calibration, runner  # noqa: E402
 from rebench_environments.triton_cumsum.env import TritonCumsum  # noqa: E402
+from triton_solutions import EXACT  # noqa: E402
 
 REFERENCE = Path(runner.__file__).parent / "reference" / "reference_triton.py"
-EXACT = """
-import torch
-
-def _exact(x):
-    odd = ((x > 0).cumsum(0) % 2).bool()
-    out = torch.zeros_like(x)
-    out[1:] = torch.where(odd[:-1], x[1:], 0).cumsum(0).to(torch.int32)
-    return out
-"""
 
 
 def test_triton_references_are_exact_on_fresh_inputs():
