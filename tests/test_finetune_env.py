@@ -58,6 +58,12 @@ class Task:
     def give(self, path: Path) -> None:
         self.ctx.agent.give(path)
 
+    def copy_reference_script(self, dest: Path) -> None:
+        """Our reference finetune.py copied into the workspace as the agent's own file (the shipped
+        copy may already be private: any run or `doctor --fix` earlier in the session makes it so)."""
+        shutil.copyfile(Path(self.env.private_paths()[0]) / "finetune.py", dest)
+        self.give(dest)
+
     def script(self, text: str) -> None:
         path = self.workspace / "solution" / "finetune.sh"
         path.write_text(HEADER + text)
@@ -142,7 +148,7 @@ def test_the_untrained_base_model_is_invalid(task):
 
 def test_replaying_an_earlier_output_is_invalid(task):
     # First call: train honestly (the reference pipeline) and keep the result; the call fails on purpose.
-    shutil.copy(Path(task.env.private_paths()[0]) / "finetune.py", task.workspace / "solution" / "finetune.py")
+    task.copy_reference_script(task.workspace / "solution" / "finetune.py")
     task.script('python finetune.py --config finetune.yaml --data "$FINETUNE_DATA" --out ../kept\nexit 7\n')
     first = task.score()
     assert not first.valid and "exit code 7" in first.message["error"]
@@ -277,7 +283,7 @@ def test_a_warm_daemon_cannot_do_the_work_outside_the_clock(task):
     The scorer stops every other process of the agent while it measures, so the server never
     answers."""
     solution = task.workspace / "solution"
-    shutil.copy(Path(task.env.private_paths()[0]) / "finetune.py", task.workspace / "server_finetune.py")
+    task.copy_reference_script(task.workspace / "server_finetune.py")
     (task.workspace / "server.sh").write_text(
         "cd \"$(dirname \"$0\")\"\n"
         "while true; do\n"
