@@ -26,8 +26,10 @@ demo: setup
 	$(VENV)/bin/rebench-run --env triton_cumsum --size small --scaffold modular --model local/smollm2-135m \
 		--time-limit 3m --out runs/demo --overwrite
 
+# Two workers, a test file each at a time (module fixtures prepare an environment once per file);
+# tests/conftest.py deals the files with end-to-end runs first, so both workers finish together.
 test: setup
-	$(VENV)/bin/pytest -q -m "not gpu" --durations=15
+	$(VENV)/bin/pytest -q -m "not gpu" -n 2 --dist loadfile --durations=15
 
 bench: setup
 	$(PY) benchmarks/harness_overhead.py

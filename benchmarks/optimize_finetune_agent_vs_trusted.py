@@ -28,7 +28,7 @@ from pathlib import Path
 
 from rebench_core.testing import environment, stage
 from rebench_environments.optimize_finetune import pipeline
-from rebench_environments.optimize_finetune.scoring import measurement_priority
+from rebench_core.priority import measurement_priority
 
 BURN = "import time\nend = time.monotonic() + 3600\nwhile time.monotonic() < end:\n    pass\n"
 

@@ -9,6 +9,7 @@ context, and closes everything once.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -50,8 +51,13 @@ class EnvSession:
             make_model=self._judge_model if registry is not None else None)
 
     def prepare(self) -> Normalization:
-        """Prepare, serve the endpoint the environment then asks for, and return its normalisation."""
-        self.env.prepare(self.ctx)
+        """Prepare, serve the endpoint the environment then asks for, and return its normalisation.
+        Runs sharing a cache (a study's concurrent runs, two shells) prepare one at a time: the
+        first builds, the others wait and find the assets done."""
+        cache = self.ctx.cache_dir
+        with open(cache.parent / f".{cache.name}.prepare.lock", "a") as lock:  # beside it: not an asset
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.env.prepare(self.ctx)
         spec = self.env.model_endpoint(self.ctx)
         if spec is not None:
             if self._registry is None:

@@ -86,3 +86,42 @@ def test_stage_lays_out_a_workspace_as_the_harness_does(agent_dir: Path):
                 assert (path.stat().st_uid, path.stat().st_gid) == owner
         (workspace / "answer.txt").write_text("737\n")
         assert session.score(workspace, protected).raw == 0.0
+
+
+def test_sessions_sharing_a_cache_prepare_one_at_a_time(tmp_path: Path):
+    """A study's concurrent runs on one machine share the cache: a second `prepare` must not build
+    over the first (it waits, then finds the assets done)."""
+    import threading
+    import time
+
+    from rebench_core.context import EnvSession
+    from rebench_core.environment import Environment, Normalization
+
+    spans: list[tuple[float, float]] = []
+    builds: list[int] = []
+
+    class SlowToPrepare(Environment):
+        name = "slow_to_prepare"
+
+        def prepare(self, ctx):
+            started = time.monotonic()
+            if not (ctx.cache_dir / "DONE").exists():
+                time.sleep(0.3)
+                (ctx.cache_dir / "DONE").write_text("built")
+                builds.append(1)
+            spans.append((started, time.monotonic()))
+
+        def normalization(self, ctx):
+            return Normalization(y_start=0.0, y_ref=1.0, source="test")
+
+    def prepare() -> None:
+        EnvSession(SlowToPrepare(), size="small", variant="main", cache_root=tmp_path).prepare()
+
+    threads = [threading.Thread(target=prepare) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(builds) == 1 and len(spans) == 3
+    spans.sort()
+    assert all(earlier[1] <= later[0] for earlier, later in zip(spans, spans[1:]))

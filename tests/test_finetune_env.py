@@ -28,12 +28,14 @@ from rebench_core.testing import environment
 from rebench_environments.finetune_common.tiny import TinyArch
 from rebench_environments.optimize_finetune.env import SMALL_SCALE, FinetuneSpec, OptimizeFinetune
 from rebench_environments.optimize_finetune.pipeline import run_pipeline
-from rebench_environments.optimize_finetune.scoring import MEASUREMENT_NICE, anchored_raw
+from rebench_core.priority import MEASUREMENT_NICE, measurement_priority
+from rebench_environments.optimize_finetune.scoring import anchored_raw
 
 # Threshold for this model: legitimate differences about 1e-6, the copied reference about 0.16 (METR's norm).
 MICRO = FinetuneSpec(arch=TinyArch(vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                                    num_attention_heads=2), n_train=16, seed=5, max_norm_diff=0.01,
                      script_timeout_s=300.0, weights_max_bytes=10_000_000)
+AUTOGROUPS = Path("/proc/self/autogroup").exists()  # the kernel's autogroup scheduling (CONFIG_SCHED_AUTOGROUP)
 HEADER = "#!/bin/bash\nset -e\ncd \"$(dirname \"$0\")\"\n"
 
 
@@ -232,11 +234,15 @@ def test_the_clock_is_the_scorers(task):
 def test_the_script_runs_at_the_measurement_priority(task):
     # Other work on the machine must take little from what is timed: the script (and the anchors,
     # started from the same thread) run at a raised priority, which the script cannot raise further.
+    # Under autogroup scheduling its session's group is raised too (a nice value alone counts only
+    # inside the group).
     task.script("ps -o ni= -p $$ > ../nice.txt\nrenice -n -20 -p $$ >/dev/null 2>&1 && echo raised >> ../nice.txt\n"
-                "exit 4\n")
+                "cat /proc/$$/autogroup > ../autogroup.txt 2>/dev/null || true\nexit 4\n")
     entry = task.score()
     assert not entry.valid and entry.details["nice"] == MEASUREMENT_NICE
     assert (task.workspace / "nice.txt").read_text().split() == [str(MEASUREMENT_NICE)]
+    if AUTOGROUPS:
+        assert (task.workspace / "autogroup.txt").read_text().split()[-1] == str(MEASUREMENT_NICE)
     assert os.getpriority(os.PRIO_PROCESS, 0) == 0  # restored
 
 
@@ -247,9 +253,13 @@ def test_the_anchors_are_timed_in_a_session_of_their_own(tmp_path):
     where the same in a session of its own took 4.0 s)."""
     solution = tmp_path / "solution"
     solution.mkdir()
-    (solution / "finetune.sh").write_text("ps -o sid= -p $$ > sid.txt\n")
+    (solution / "finetune.sh").write_text("ps -o sid= -p $$ > sid.txt\ncat /proc/$$/autogroup > autogroup.txt || true\n")
     run_pipeline(solution, tmp_path / "data.jsonl", timeout=60)
     assert int((solution / "sid.txt").read_text()) not in (os.getsid(0), 0)
+    if AUTOGROUPS and os.geteuid() == 0:  # at the measurement priority, its group is raised as the candidate's
+        with measurement_priority():
+            run_pipeline(solution, tmp_path / "data.jsonl", timeout=60)
+        assert (solution / "autogroup.txt").read_text().split()[-1] == str(MEASUREMENT_NICE)
 
 
 @needs_root
@@ -262,13 +272,14 @@ def test_nothing_protected_is_readable_by_the_script(task, session):
     # The harness makes the shipped reference solution private; do as it does.
     from rebench_core.sandbox import make_private
 
+    modes = {f: f.stat().st_mode for root in map(Path, task.env.private_paths()) for f in [root, *root.rglob("*")]}
     for path in task.env.private_paths():
         make_private(path)
     try:
         entry = task.score()
-    finally:
-        for path in task.env.private_paths():
-            subprocess.run(["chmod", "-R", "go+rX", str(path)], check=True)
+    finally:  # as they were (`make setup`'s doctor --fix has usually made them private already)
+        for f, mode in modes.items():
+            f.chmod(mode)
     assert (task.workspace / "leaked.txt").read_text() == ""
     errors = (task.workspace / "errors.txt").read_text()  # unreadable, or absent from the agent's namespace
     assert errors.count("Permission denied") + errors.count("No such file") >= len(targets)

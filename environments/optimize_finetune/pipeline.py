@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rebench_core.priority import raise_session
+
 from ..finetune_common import data as fdata
 from ..finetune_common.tiny import TinyArch, new_model, save_model_dir, train_tokenizer, write_json
 
@@ -149,15 +151,22 @@ def run_pipeline(solution: Path, data: Path, timeout: float) -> float:
     env.update(pipeline_env(), PATH=f"{Path(sys.executable).parent}:/usr/bin:/bin", FINETUNE_DATA=str(data))
     started = time.monotonic()
     # A session of its own, as the candidate's (`ctx.run_as_agent`) has: with the kernel's autogroup
-    # scheduling (on by default on desktop kernels, and on this project's VM) each session is one
-    # scheduling group with an equal share of the CPU, and nice values count only inside a group;
-    # a pipeline in the scorer's session would share the scorer's group (and whatever else runs in
-    # it) while the candidate has a group to itself, and the two would not be timed alike.
-    proc = subprocess.run(["/bin/bash", "finetune.sh"], cwd=solution, env=env, capture_output=True, text=True,
-                          timeout=timeout, start_new_session=True)
+    # scheduling each session is one scheduling group with an equal share of the CPU; a pipeline in
+    # the scorer's session would share the scorer's group (and whatever else runs in it) while the
+    # candidate has a group to itself, and the two would not be timed alike. Its group gets the
+    # measurement priority, as the candidate's does.
+    proc = subprocess.Popen(["/bin/bash", "finetune.sh"], cwd=solution, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    raise_session(proc.pid)
+    try:
+        _, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.wait()
+        raise
     elapsed = time.monotonic() - started
     if proc.returncode != 0:
-        raise RuntimeError(f"the {solution.name} pipeline failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+        raise RuntimeError(f"the {solution.name} pipeline failed (exit {proc.returncode}):\n{stderr[-3000:]}")
     return elapsed
 
 

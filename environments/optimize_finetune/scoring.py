@@ -15,25 +15,24 @@
    candidate's time between the two anchors measured now (`anchored_raw`): the score measures the
    solution, not the machine's load. `full` keeps METR's formula, ln(seconds).
 
-The script and both anchors run at a raised scheduling priority (`measurement_priority`), so that
-other work on the machine (other runs, other users) takes little from what is timed; the three
-are treated alike, so none gains on the others.
+The script and both anchors run at a raised scheduling priority, their sessions' scheduling
+groups included (`rebench_core.priority`), so that other work on the machine (other runs, other
+users) takes little from what is timed; the three are treated alike, so none gains on the others.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import secrets
 import shutil
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from rebench_core.environment import EnvContext, Normalization
+from rebench_core.priority import measurement_priority
 from rebench_core.types import ScoreEntry
 
 from . import pipeline
@@ -41,30 +40,6 @@ from . import pipeline
 # Below this gap between ln(starting s) and ln(reference s) measured in one call, the two anchors
 # are too close to interpolate between (noise would dominate): the fixed scale's gap is used.
 MIN_ANCHOR_GAP = 0.25
-# The nice value the timed processes run at (root only; children inherit it). CFS weighs a process
-# at nice -15 about 28 times one at 0: ten busy processes of other users then take about a sixth of
-# the CPU from a two-threaded pipeline instead of five sixths.
-MEASUREMENT_NICE = -15
-
-
-@contextlib.contextmanager
-def measurement_priority() -> Iterator[int | None]:
-    """Processes this thread starts inherit its nice value: raise it for the measurement and
-    restore it after. Yields the value applied, or None where this process may not raise it."""
-    tid = threading.get_native_id()
-    before = os.getpriority(os.PRIO_PROCESS, tid)
-    try:
-        os.setpriority(os.PRIO_PROCESS, tid, MEASUREMENT_NICE)
-        applied: int | None = MEASUREMENT_NICE
-    except PermissionError:
-        applied = None
-    try:
-        yield applied
-    finally:
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, tid, before)
-
-
 @dataclass(frozen=True)
 class ScoringSpec:
     """What a size fixes for its official scores."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..priority import raise_session
 from .files import chown_tree
 from .identity import AgentIdentity, agent_env
 from .keeper import boot_ticks
@@ -87,6 +88,7 @@ def _run(identity: AgentIdentity, args: list[str], cwd: Path, home: Path, shared
         proc = subprocess.Popen(command, cwd=cwd, env=full_env,
                                 stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
                                 stdout=out, stderr=err, start_new_session=True, **identity.popen_kwargs())
+        raise_session(proc.pid)  # a scorer timing it at a raised priority raises its session too
         if input is not None:  # fed from a thread: a child that does not read must not block us
             threading.Thread(target=_feed, args=(proc.stdin, input), daemon=True).start()
         try:
