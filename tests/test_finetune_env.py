@@ -23,12 +23,12 @@ from pathlib import Path
 import pytest
 
 from conftest import needs_root
+from rebench_core.priority import MEASUREMENT_NICE, measurement_priority
 from rebench_core.sandbox import Sandbox
 from rebench_core.testing import environment
 from rebench_environments.finetune_common.tiny import TinyArch
 from rebench_environments.optimize_finetune.env import SMALL_SCALE, FinetuneSpec, OptimizeFinetune
 from rebench_environments.optimize_finetune.pipeline import run_pipeline
-from rebench_core.priority import MEASUREMENT_NICE, measurement_priority
 from rebench_environments.optimize_finetune.scoring import anchored_raw
 
 # Threshold for this model: legitimate differences about 1e-6, the copied reference about 0.16 (METR's norm).
@@ -293,7 +293,6 @@ def test_a_warm_daemon_cannot_do_the_work_outside_the_clock(task):
     loaded, which trains when the script asks: the work would happen outside the timed process.
     The scorer stops every other process of the agent while it measures, so the server never
     answers."""
-    solution = task.workspace / "solution"
     task.copy_reference_script(task.workspace / "server_finetune.py")
     (task.workspace / "server.sh").write_text(
         "cd \"$(dirname \"$0\")\"\n"
