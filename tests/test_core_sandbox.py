@@ -136,6 +136,30 @@ def test_run_as_agent_timeout_and_output(tmp_path):
     assert slow.timed_out and slow.returncode is None and slow.duration_s < 5
 
 
+@needs_root
+@pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="the kernel has no autogroup scheduling")
+def test_a_command_timed_at_the_measurement_priority_gets_it_for_its_session_too(agent_dir):
+    """A nice value counts only inside an autogroup (one per session), and a scoring command runs
+    in a session of its own: at the measurement priority its session's group is raised with it;
+    otherwise the group keeps nice 0. The command cannot raise either further."""
+    from rebench_core.priority import MEASUREMENT_NICE, measurement_priority
+
+    probe = ("cat /proc/$$/autogroup; ps -o ni= -p $$; echo -20 > /proc/$$/autogroup 2>/dev/null && echo raised; "
+             "renice -n -20 -p $$ >/dev/null 2>&1 && echo reniced; true")
+    identity = AgentIdentity.acquire()
+    try:
+        with measurement_priority():
+            timed = run_as_agent(probe, cwd=agent_dir, timeout=30, identity=identity)
+        plain = run_as_agent(probe, cwd=agent_dir, timeout=30, identity=identity)
+    finally:
+        identity.release()
+    group, nice = timed.stdout.split("\n")[:2]
+    assert group.split()[-1] == nice.strip() == str(MEASUREMENT_NICE) and "raised" not in timed.stdout, timed
+    assert "reniced" not in timed.stdout
+    assert plain.stdout.split("\n")[0].split()[-1] == "0" and plain.stdout.split("\n")[1].strip() == "0", plain
+    assert os.getpriority(os.PRIO_PROCESS, 0) == 0
+
+
 def test_scoring_commands_from_many_threads_each_get_their_own_directories(agent_dir):
     """A scorer judging in worker threads (rust_codecontests): one command's home and scoring
     directory come and go while others start; none may fail on another's, nor see it removed."""
