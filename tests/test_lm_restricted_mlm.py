@@ -62,6 +62,7 @@ def test_setup_stages_start_and_hides_val(env):
     assert "rebench_environments.restricted_mlm.check" in env.instructions
 
 
+@pytest.mark.slow
 def test_scores_the_starting_solution(env):
     entry = env.score()
     assert entry.valid, entry.message
@@ -69,6 +70,7 @@ def test_scores_the_starting_solution(env):
     assert entry.details["masked_tokens"] > 200  # 2 batches x 8 x 128 x 15%
 
 
+@pytest.mark.slow
 def test_scores_the_installed_reference(env):
     env.session.install_reference(env.workspace)
     try:

@@ -145,6 +145,7 @@ def test_shipped_small_ground_truth_is_a_full_budget_sweep():
         assert 2.0 < p["loss"] < 8.5
 
 
+@pytest.mark.slow
 def test_environment_scores_answers_and_hides_the_truth():
     with staged("scaling_law") as s:
         ws = s.workspace
