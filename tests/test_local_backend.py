@@ -321,11 +321,12 @@ async def test_constrained_call_is_well_formed(backend):
 @pytest.mark.slow
 @needs_weights
 async def test_constrained_calls_always_parse_within_max_tokens(backend):
-    """Two hundred seeded samples at a high temperature and budgets just above the minimum: every
-    reply is one call to an offered tool, with its required keys, within max_tokens."""
+    """A hundred seeded samples at a high temperature and budgets just above the minimum (each of the
+    14 pairs of tool set and budget seven times or more): every reply is one call to an offered
+    tool, with its required keys, within max_tokens."""
     tools_sets = [[BASH, SUBMIT], [TYPED, BASH]]
     closed = 0
-    for seed in range(200):
+    for seed in range(100):
         tools = tools_sets[seed % 2]
         max_tokens = backend.engine.min_call_tokens(tools) + seed % 7
         completion = await backend.generate(TASK, tools, max_tokens=max_tokens, temperature=1.3, seed=seed)
@@ -333,7 +334,7 @@ async def test_constrained_calls_always_parse_within_max_tokens(backend):
         assert call.parse_error is None and required_keys_present(call, tools), (seed, completion.raw["text"])
         assert completion.usage.output_tokens <= max_tokens and completion.stop_reason == "tool_calls"
         closed += completion.raw["forced_tokens"] > 0
-    assert closed >= 20  # the budget, not the model, ended many of them: the closing was exercised
+    assert closed >= 10  # the budget, not the model, ended many of them: the closing was exercised
     assert 25 <= backend.engine.min_call_tokens([BASH, SUBMIT]) <= backend.engine.min_call_tokens([TYPED, BASH]) <= 45
 
 

@@ -249,7 +249,6 @@ def test_reference_solution_trains_on_judged_winners_through_the_helper(cache, t
     with session as env:
         env.setup(workspace, protected)
         env.install_reference(workspace)
-        env.ctx.agent.give(workspace)
         out = run_agent(env, workspace, "--prompts", "6", "--k", "2", "--rounds", "1", "--epochs", "1",
                         extra={"JUDGE_WORKERS": "1"})
         # Every candidate beat the base model's response in both orders, unless it was that response.
@@ -277,7 +276,6 @@ def _full_pipeline(cache: Path, tmp_path: Path, assets: str, n_heldout: int) -> 
             run_agent(env, workspace)
             out["start"] = env.score(workspace, protected)
             env.install_reference(workspace)
-            env.ctx.agent.give(workspace)
             run_agent(env, workspace, "--prompts", "2", "--k", "2", "--rounds", "1", "--epochs", "1", "--lr", "4e-6")
             out["reference"] = env.score(workspace, protected)
             out["helper_calls"] = env.endpoint.usage.calls
