@@ -334,7 +334,7 @@ async def test_constrained_calls_always_parse_within_max_tokens(backend):
         assert call.parse_error is None and required_keys_present(call, tools), (seed, completion.raw["text"])
         assert completion.usage.output_tokens <= max_tokens and completion.stop_reason == "tool_calls"
         closed += completion.raw["forced_tokens"] > 0
-    assert closed >= 10  # the budget, not the model, ended many of them: the closing was exercised
+    assert closed >= 20  # the budget, not the model, ended many of them: the closing was exercised
     assert 25 <= backend.engine.min_call_tokens([BASH, SUBMIT]) <= backend.engine.min_call_tokens([TYPED, BASH]) <= 45
 
 
