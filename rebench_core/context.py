@@ -55,9 +55,14 @@ class EnvSession:
         Runs sharing a cache (a study's concurrent runs, two shells) prepare one at a time: the
         first builds, the others wait and find the assets done."""
         cache = self.ctx.cache_dir
-        with open(cache.parent / f".{cache.name}.prepare.lock", "a") as lock:  # beside it: not an asset
+        # Beside the cache directory (it is not an asset); never through a link planted in its place.
+        lock = os.open(cache.parent / f".{cache.name}.prepare.lock",
+                       os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
             fcntl.flock(lock, fcntl.LOCK_EX)
             self.env.prepare(self.ctx)
+        finally:
+            os.close(lock)
         spec = self.env.model_endpoint(self.ctx)
         if spec is not None:
             if self._registry is None:

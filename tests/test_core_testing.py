@@ -125,3 +125,20 @@ def test_sessions_sharing_a_cache_prepare_one_at_a_time(tmp_path: Path):
     assert len(builds) == 1 and len(spans) == 3
     spans.sort()
     assert all(earlier[1] <= later[0] for earlier, later in zip(spans, spans[1:]))
+
+
+def test_the_prepare_lock_is_never_opened_through_a_planted_link(tmp_path: Path):
+    from rebench_core.context import EnvSession
+    from rebench_core.environment import Environment, Normalization
+
+    class Plain(Environment):
+        name = "plain"
+
+        def normalization(self, ctx):
+            return Normalization(y_start=0.0, y_ref=1.0, source="test")
+
+    target = tmp_path / "elsewhere"
+    (tmp_path / ".plain.prepare.lock").symlink_to(target)
+    with pytest.raises(OSError):
+        EnvSession(Plain(), size="small", variant="main", cache_root=tmp_path).prepare()
+    assert not target.exists()
