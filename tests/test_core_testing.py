@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from rebench_core.context import EnvSession
+from rebench_core.environment import Environment, Normalization
 from rebench_core.testing import FakeTask, RepliesExhausted, environment, stage
 from rebench_core.types import Message, ScoreEntry
 
@@ -91,12 +95,6 @@ def test_stage_lays_out_a_workspace_as_the_harness_does(agent_dir: Path):
 def test_sessions_sharing_a_cache_prepare_one_at_a_time(tmp_path: Path):
     """A study's concurrent runs on one machine share the cache: a second `prepare` must not build
     over the first (it waits, then finds the assets done)."""
-    import threading
-    import time
-
-    from rebench_core.context import EnvSession
-    from rebench_core.environment import Environment, Normalization
-
     spans: list[tuple[float, float]] = []
     builds: list[int] = []
 
@@ -128,9 +126,6 @@ def test_sessions_sharing_a_cache_prepare_one_at_a_time(tmp_path: Path):
 
 
 def test_the_prepare_lock_is_never_opened_through_a_planted_link(tmp_path: Path):
-    from rebench_core.context import EnvSession
-    from rebench_core.environment import Environment, Normalization
-
     class Plain(Environment):
         name = "plain"
 
