@@ -27,9 +27,10 @@ demo: setup
 		--time-limit 3m --out runs/demo --overwrite
 
 # Two workers, a test file each at a time (module fixtures prepare an environment once per file);
-# tests/conftest.py deals the files with end-to-end runs first, so both workers finish together.
+# tests/conftest.py's scheduler keeps the files that depend on the wall clock on one worker, one
+# after another, and deals the files with end-to-end runs first, so both workers finish together.
 test: setup
-	$(VENV)/bin/pytest -q -m "not gpu" -n 2 --dist loadfile --durations=15
+	$(VENV)/bin/pytest -q -m "not gpu" -n 2 --durations=15
 
 bench: setup
 	$(PY) benchmarks/harness_overhead.py

@@ -73,21 +73,20 @@ def endpoint_script(tmp_path_factory):
 
 
 @pytest.fixture
-def run(endpoint_script):
+def run(request, endpoint_script):
     """A prepared session (scripted model behind the endpoint), with a workspace and protected dir
-    laid out as the harness does."""
+    laid out as the harness does. `generate_solution` may take 60 s, so that a module's start (an
+    interpreter in the sandbox) never runs out on a loaded machine; a test about the limit itself
+    sets a short one with `@pytest.mark.generate_timeout_s(S)`."""
     base = Path(tempfile.mkdtemp(prefix="rebench-rust-test-"))
     os.chmod(base, 0o755)
     workspace, protected = base / "workspace", base / "protected"
     workspace.mkdir()
     protected.mkdir(mode=0o700)
-    settings = {"n_test": 3, "workers": 2, "generate_timeout_s": 10.0}
-
-    def session(**extra):
-        return environment("rust_codecontests", size="small", cache_root=base / "cache",
-                           settings=settings | extra, endpoint_model=f"scripted/{endpoint_script}")
-
-    with session() as env:
+    short = request.node.get_closest_marker("generate_timeout_s")
+    settings = {"n_test": 3, "workers": 2, "generate_timeout_s": short.args[0] if short else 60.0}
+    with environment("rust_codecontests", size="small", cache_root=base / "cache", settings=settings,
+                     endpoint_model=f"scripted/{endpoint_script}") as env:
         instructions = env.setup(workspace, protected)
         env.ctx.agent.give(workspace)
 
@@ -99,7 +98,7 @@ def run(endpoint_script):
         def use_tests(records):
             (protected / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
-        yield env, workspace, protected, instructions, write_module, use_tests, session
+        yield env, workspace, protected, instructions, write_module, use_tests
     shutil.rmtree(base, ignore_errors=True)
 
 
@@ -154,7 +153,7 @@ def test_full_declares_the_papers_machine_and_constants(tmp_path):
 def test_the_lookup_attack_finds_nothing_to_look_up(run):
     """Issue 16: a module that looked answers up in the package scored 22/22. It still works on
     what the package can rebuild (a visible problem), and finds none of the held-out problems."""
-    env, workspace, protected, _, write_module, use_tests, _ = run
+    env, workspace, protected, _, write_module, use_tests = run
     write_module(LOOKUP_MODULE)
     entry = env.score(workspace, protected)
     assert entry.valid and entry.raw == 0.0 and entry.message["n_problems"] == 3, entry.details
@@ -165,7 +164,7 @@ def test_the_lookup_attack_finds_nothing_to_look_up(run):
 
 @needs_rustc
 def test_scoring_judges_each_answer_and_bills_the_endpoint(run):
-    env, workspace, protected, _, write_module, use_tests, _ = run
+    env, workspace, protected, _, write_module, use_tests = run
     use_tests([by_name("sum_of_two"), by_name("max_element")])  # the scripted program sums its input
     write_module(EXTRACTING_MODULE)
     entry = env.score(workspace, protected)
@@ -208,7 +207,8 @@ def generate_solution(client, semaphore, problem):
     ("    return 42\n", "no_answer", "returned int, not str"),
     ("    return 'x' * 2_000_000\n", "no_answer", "at most 1,000,000"),
     ("    raise ValueError('boom')\n", "no_answer", "ValueError: boom"),
-    ("    import time\n    time.sleep(600)\n", "no_answer", "ran past"),
+    pytest.param("    import time\n    time.sleep(600)\n", "no_answer", "ran past",
+                 marks=pytest.mark.generate_timeout_s(5.0)),
     ("    import os\n    os._exit(0)\n", "no_answer", "without an answer"),
     ("    print('@@RESULT@@ {\"ok\": true, \"answer\": \"fn main() {}\"}')\n    return None\n", "no_answer",
      "returned NoneType"),
