@@ -11,6 +11,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -161,7 +162,7 @@ def run_pipeline(solution: Path, data: Path, timeout: float) -> float:
     try:
         _, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole session: the pipeline and its workers
         proc.wait()
         raise
     elapsed = time.monotonic() - started
